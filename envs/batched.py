@@ -1,0 +1,244 @@
+"""Write a task's dynamics once, over a batch of copies; get the single env and the native vector env from it.
+
+gymnasium writes each environment twice (``CartPoleEnv`` and ``CartPoleVectorEnv``) and the two
+can drift apart. Here a task is a :class:`BatchedTask` whose state is a batch of copies held in
+numpy arrays. :class:`TaskEnv` is that task with one copy, :class:`TaskVectorEnv` with N copies,
+so the single env and the vector env run the same code and agree step for step.
+
+Rules a task follows so that the vector env equals N single envs seeded ``seed, seed+1, ...``
+(as ``SyncVectorEnv`` seeds them):
+
+- Randomness is drawn only in :meth:`BatchedTask.reset_copies`, copy by copy, each from its own
+  generator (``random.generators[i]``), and as observation noise through :meth:`CopyRandom.normal`,
+  which every copy consumes once per observation.
+- :meth:`BatchedTask.step` is deterministic given the state and the actions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+NOISE_BLOCK_STEPS = 256
+
+
+class CopyRandom:
+    """One random generator per copy, with block-buffered Gaussian noise for the whole batch.
+
+    Drawing noise copy by copy would cost a Python call per copy per step; drawing it in blocks
+    of ``NOISE_BLOCK_STEPS`` observations keeps each copy's stream its own (so a copy sees the
+    same noise in the vector env as alone) while the per-step cost is one array slice.
+    """
+
+    def __init__(self, generators: Sequence[np.random.Generator]):
+        self.generators = list(generators)
+        self._noise_blocks: dict[tuple[int, ...], np.ndarray] = {}
+        self._noise_position: dict[tuple[int, ...], int] = {}
+
+    def normal(self, shape: tuple[int, ...]) -> np.ndarray:
+        """Standard normal noise of ``shape`` for every copy: an array ``[num_copies, *shape]``."""
+        position = self._noise_position.get(shape, NOISE_BLOCK_STEPS)
+        if position == NOISE_BLOCK_STEPS:
+            self._noise_blocks[shape] = np.stack(
+                [g.standard_normal((NOISE_BLOCK_STEPS, *shape)) for g in self.generators], axis=1
+            )  # [NOISE_BLOCK_STEPS, num_copies, *shape]
+            position = 0
+        self._noise_position[shape] = position + 1
+        return self._noise_blocks[shape][position]
+
+
+class BatchedTask:
+    """The dynamics of a task over a batch of copies; subclass it to write a new task.
+
+    Subclasses set ``single_observation_space`` and ``single_action_space`` in ``__init__``
+    (after validating their parameters and raising ``ValueError`` that says what is allowed),
+    and implement :meth:`reset_copies`, :meth:`step`, :meth:`observe` and, to draw frames,
+    :meth:`render_copy`.
+    """
+
+    render_fps: ClassVar[int] = 10
+    single_observation_space: gym.Space
+    single_action_space: gym.Space
+
+    def __init__(self, num_copies: int):
+        if num_copies < 1:
+            raise ValueError(f"num_copies must be at least 1, got {num_copies}")
+        self.num_copies = num_copies
+
+    def reset_copies(self, copies: np.ndarray, random: CopyRandom) -> None:
+        """Start a new episode in each copy whose index is in ``copies``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement reset_copies")
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """Advance every copy by one step: ``(reward[B] float, terminated[B], truncated[B], is_success[B] or None)``.
+
+        ``truncated`` is the task's own episode limit (tasks with no limit return all False);
+        ``is_success`` is read only where the episode ended, and is ``None`` for tasks with no
+        notion of success.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement step")
+
+    def observe(self, random: CopyRandom) -> np.ndarray:
+        """The current observation of every copy, ``[B, *single_observation_space.shape]``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement observe")
+
+    def render_copy(self, index: int) -> np.ndarray:
+        """An RGB frame ``[H, W, 3]`` uint8 of copy ``index``."""
+        raise NotImplementedError(f"{type(self).__name__} has no rgb_array rendering")
+
+    def action_masks(self) -> np.ndarray | None:
+        """Which actions are allowed now, ``[B, n]`` bool, or ``None`` if every action always is."""
+        return None
+
+
+def _check_render_mode(render_mode: str | None) -> None:
+    if render_mode not in (None, "rgb_array"):
+        raise ValueError(f"render_mode={render_mode!r} is not supported; use None or 'rgb_array'")
+
+
+class TaskEnv(gym.Env):
+    """A :class:`BatchedTask` with one copy, as a ``gymnasium.Env``."""
+
+    task_class: ClassVar[type[BatchedTask]]
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(self, render_mode: str | None = None, **task_kwargs: Any):
+        _check_render_mode(render_mode)
+        self.task = self.task_class(1, **task_kwargs)
+        self.observation_space = self.task.single_observation_space
+        self.action_space = self.task.single_action_space
+        self.render_mode = render_mode
+        self.metadata = {**type(self).metadata, "render_fps": self.task.render_fps}
+        self._random: CopyRandom | None = None
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        if self._random is None or seed is not None:
+            self._random = CopyRandom([self.np_random])
+        self.task.reset_copies(np.zeros(1, dtype=np.int64), self._random)
+        return self.task.observe(self._random)[0], {}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        if self._random is None:
+            raise gym.error.ResetNeeded("Call reset() before step().")
+        reward, terminated, truncated, success = self.task.step(np.asarray(action)[None])
+        observation = self.task.observe(self._random)[0]
+        info: dict[str, Any] = {}
+        done = bool(terminated[0] or truncated[0])
+        if success is not None and done:
+            info["is_success"] = bool(success[0])
+        return observation, float(reward[0]), bool(terminated[0]), bool(truncated[0]), info
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode == "rgb_array":
+            return self.task.render_copy(0)
+        return None
+
+    def action_masks(self) -> np.ndarray | None:
+        """The allowed actions now (MaskablePPO's convention), or ``None`` if all are."""
+        masks = self.task.action_masks()
+        return None if masks is None else masks[0]
+
+
+class TaskVectorEnv(VectorEnv):
+    """A :class:`BatchedTask` with ``num_envs`` copies, stepped in one array operation.
+
+    Autoreset follows gymnasium 1.x (``AutoresetMode.NEXT_STEP``): the step after an episode
+    ends returns the next episode's first observation with reward 0, ignoring that copy's action.
+    """
+
+    task_class: ClassVar[type[BatchedTask]]
+    metadata: ClassVar[dict[str, Any]] = {
+        "render_modes": ["rgb_array"],
+        "render_fps": 10,
+        "autoreset_mode": AutoresetMode.NEXT_STEP,
+    }
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        max_episode_steps: int | None = None,
+        render_mode: str | None = None,
+        **task_kwargs: Any,
+    ):
+        _check_render_mode(render_mode)
+        if max_episode_steps is not None and max_episode_steps < 1:
+            raise ValueError(f"max_episode_steps must be a positive integer or None, got {max_episode_steps}")
+        self.task = self.task_class(num_envs, **task_kwargs)
+        self.num_envs = num_envs
+        self.max_episode_steps = max_episode_steps
+        self.render_mode = render_mode
+        self.metadata = {**type(self).metadata, "render_fps": self.task.render_fps}
+        self.single_observation_space = self.task.single_observation_space
+        self.single_action_space = self.task.single_action_space
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self._random: CopyRandom | None = None
+        self._elapsed_steps = np.zeros(num_envs, dtype=np.int64)
+        self._needs_reset = np.zeros(num_envs, dtype=np.bool_)
+        self._all_copies = np.arange(num_envs)
+
+    def reset(
+        self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict]:
+        if isinstance(seed, int):
+            seeds: Sequence[int | None] = [seed + i for i in range(self.num_envs)]
+        elif seed is None:
+            seeds = [None] * self.num_envs
+        else:
+            seeds = list(seed)
+            if len(seeds) != self.num_envs:
+                raise ValueError(f"reset got {len(seeds)} seeds for {self.num_envs} envs; pass one int or one per env")
+        if self._random is None or any(s is not None for s in seeds):
+            previous = self._random.generators if self._random is not None else [None] * self.num_envs
+            self._random = CopyRandom(
+                [
+                    seeding.np_random(s)[0] if s is not None or old is None else old
+                    for s, old in zip(seeds, previous)
+                ]
+            )
+            if seed is not None:
+                self._np_random_seed = seeds[0]
+        self.task.reset_copies(self._all_copies, self._random)
+        self._elapsed_steps[:] = 0
+        self._needs_reset[:] = False
+        return self.task.observe(self._random), {}
+
+    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+        if self._random is None:
+            raise gym.error.ResetNeeded("Call reset() before step().")
+        reward, terminated, truncated, success = self.task.step(np.asarray(actions))
+        reward = np.array(reward, dtype=np.float64)  # a copy: the autoreset below writes into it
+        self._elapsed_steps += 1
+        if self.max_episode_steps is not None:
+            truncated = truncated | (self._elapsed_steps >= self.max_episode_steps)
+        resetting = self._needs_reset
+        if resetting.any():
+            self.task.reset_copies(np.flatnonzero(resetting), self._random)
+            self._elapsed_steps[resetting] = 0
+            reward[resetting] = 0.0
+            terminated = terminated & ~resetting
+            truncated = truncated & ~resetting
+        observations = self.task.observe(self._random)
+        done = terminated | truncated
+        self._needs_reset = done
+        infos: dict[str, Any] = {}
+        if success is not None and done.any():
+            infos["is_success"] = success & done
+            infos["_is_success"] = done.copy()
+        return observations, reward, terminated, truncated, infos
+
+    def render(self) -> tuple[np.ndarray, ...] | None:
+        if self.render_mode == "rgb_array":
+            return tuple(self.task.render_copy(i) for i in range(self.num_envs))
+        return None
+
+    def action_masks(self) -> np.ndarray | None:
+        """The allowed actions of every copy, ``[num_envs, n]``, or ``None`` if all are."""
+        return self.task.action_masks()
