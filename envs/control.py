@@ -90,7 +90,9 @@ class CartPolePositionOnlyTask(BatchedTask):
         return reward, terminated, np.zeros(self.num_copies, dtype=bool), None
 
     @classmethod
-    def accelerations(cls, theta: np.ndarray, theta_dot: np.ndarray, force: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def accelerations(
+        cls, theta: np.ndarray, theta_dot: np.ndarray, force: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Cart and pole accelerations (Florian 2007's corrected equations, as gymnasium)."""
         cos_theta = np.cos(theta)
         sin_theta = np.sin(theta)
@@ -257,7 +259,12 @@ class CartPolePositionOnlyOracle:
         # Linearized around upright at rest: theta_acc = a * theta + ..., x_acc = -(m_p l / M) a * theta + ...
         a = task.gravity / (task.pole_half_length * (4.0 / 3.0 - task.pole_mass / task.total_mass))
         transition = np.array(
-            [[1, dt, 0, 0], [0, 1, -task.pole_mass_length * a / task.total_mass * dt, 0], [0, 0, 1, dt], [0, 0, a * dt, 1]]
+            [
+                [1, dt, 0, 0],
+                [0, 1, -task.pole_mass_length * a / task.total_mass * dt, 0],
+                [0, 0, 1, dt],
+                [0, 0, a * dt, 1],
+            ]
         )
         noise_variance = max(noise_std, 1e-4) ** 2
         self.gains = _kalman_gains(

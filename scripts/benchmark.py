@@ -1,0 +1,130 @@
+"""Benchmarks whose figures go into docs/benchmarks.md, each measured side by side in one run.
+
+    python scripts/benchmark.py envs      # native vector envs against SyncVectorEnv
+
+Each benchmark rewrites only its own section of docs/benchmarks.md (between
+``<!-- NAME:start -->`` and ``<!-- NAME:end -->``), with the command that produced it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+import envs
+
+BENCHMARKS_FILE = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+
+
+def machine_description() -> str:
+    """CPU model, core count and library versions, for the header of a benchmark section."""
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    import os
+
+    import torch
+
+    return (
+        f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, numpy {np.__version__}, "
+        f"gymnasium {gym.__version__}, torch {torch.__version__}"
+    )
+
+
+def write_section(name: str, body: str, command: str) -> None:
+    """Replace (or append) the section ``name`` of docs/benchmarks.md with ``body`` and its command."""
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    section = (
+        f"<!-- {name}:start -->\n"
+        f"Measured {stamp} with `{command}` on {machine_description()}.\n\n{body.strip()}\n"
+        f"<!-- {name}:end -->"
+    )
+    BENCHMARKS_FILE.parent.mkdir(parents=True, exist_ok=True)
+    text = BENCHMARKS_FILE.read_text() if BENCHMARKS_FILE.exists() else "# Benchmarks\n"
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start in text and end in text:
+        text = text[: text.index(start)] + section + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    BENCHMARKS_FILE.write_text(text)
+
+
+def env_steps_per_second(vector_env: gym.vector.VectorEnv, min_seconds: float) -> float:
+    """Env steps per second (copies x vector steps) of random actions, timed for at least ``min_seconds``."""
+    vector_env.reset(seed=0)
+    vector_env.action_space.seed(0)
+    action_batches = [vector_env.action_space.sample() for _ in range(32)]
+    for actions in action_batches[:4]:
+        vector_env.step(actions)  # warm-up
+    vector_steps = 0
+    start = time.perf_counter()
+    while True:
+        for actions in action_batches:
+            vector_env.step(actions)
+        vector_steps += len(action_batches)
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds:
+            return vector_steps * vector_env.num_envs / elapsed
+
+
+def benchmark_envs(args: argparse.Namespace) -> str:
+    """Native numpy vector env against SyncVectorEnv over the single env, for every built-in env."""
+    lines = [
+        "| env | copies | native steps/s | SyncVectorEnv steps/s | native / sync |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    slowest_ratio_at_max = float("inf")
+    env_ids = args.env_ids or envs.BUILTIN_ENV_IDS
+    for env_id in env_ids:
+        for copies in args.copies:
+            rates = {}
+            # Alternate the two so that machine load drifts over both alike.
+            for mode in ("vector_entry_point", "sync"):
+                vector_env = gym.make_vec(env_id, num_envs=copies, vectorization_mode=mode)
+                rates[mode] = env_steps_per_second(vector_env, args.seconds)
+                vector_env.close()
+            ratio = rates["vector_entry_point"] / rates["sync"]
+            if copies == max(args.copies):
+                slowest_ratio_at_max = min(slowest_ratio_at_max, ratio)
+            native, sync = rates["vector_entry_point"], rates["sync"]
+            row = f"| `{env_id}` | {copies} | {native:,.0f} | {sync:,.0f} | {ratio:.1f}x |"
+            print(row, flush=True)
+            lines.append(row)
+    lines.append("")
+    lines.append(
+        f"Smallest native / sync ratio at {max(args.copies)} copies: **{slowest_ratio_at_max:.1f}x** "
+        "(the target is at least 10x)."
+    )
+    return "## Environments: native vector env vs SyncVectorEnv\n\n" + "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the benchmark name and its options, run it, and record the result."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    subparsers = parser.add_subparsers(dest="benchmark", required=True)
+    envs_parser = subparsers.add_parser("envs", help="native vector envs against SyncVectorEnv")
+    envs_parser.add_argument("--copies", type=int, nargs="+", default=[1, 64, 1024])
+    envs_parser.add_argument("--seconds", type=float, default=0.5, help="minimum timing per measurement")
+    envs_parser.add_argument("--env-ids", nargs="+", default=None, help="default: every built-in env")
+    envs_parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    args = parser.parse_args(argv)
+    command = "python scripts/benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    body = {"envs": benchmark_envs}[args.benchmark](args)
+    if not args.no_write:
+        write_section(args.benchmark, body, command)
+        print(f"wrote the {args.benchmark} section of {BENCHMARKS_FILE}")
+
+
+if __name__ == "__main__":
+    main()
