@@ -1,0 +1,204 @@
+"""Recurrent cores: LSTM, GRU and peephole LSTM behind one sequence interface.
+
+Every core maps ``(x[T, B, F], state, episode_starts[T, B])`` to ``(y[T, B, H], new_state)``. The state of
+sequence ``b`` is reset to zeros at every ``t`` where ``episode_starts[t, b]`` is true, before ``x[t]`` is
+processed. A state is a tuple of tensors each shaped ``[num_layers, B, hidden_size]`` (batch on dim 1), so
+trainers can store and index the states of any core the same way. Acting calls a core with ``T = 1``;
+training calls it once on whole sequences.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+State = tuple[Tensor, ...]
+
+
+@runtime_checkable
+class RecurrentCore(Protocol):
+    """The interface every core follows; a user's own ``nn.Module`` with these members works everywhere."""
+
+    hidden_size: int
+
+    def __call__(self, x: Tensor, state: State, episode_starts: Tensor) -> tuple[Tensor, State]: ...
+
+    def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> State: ...
+
+    def cell_state(self, state: State) -> Tensor: ...
+
+
+def reset_state(state: State, episode_starts: Tensor) -> State:
+    """Zero the state of the sequences whose episode starts now; ``episode_starts`` is ``[B]``."""
+    keep = (~episode_starts.to(torch.bool)).to(state[0].dtype).view(1, -1, 1)  # [1, B, 1]
+    return tuple(tensor * keep for tensor in state)
+
+
+class _Core(nn.Module):
+    """What all built-in cores share: sizes and the zero initial state."""
+
+    num_state_tensors: int
+
+    def __init__(self, hidden_size: int, num_layers: int) -> None:
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+
+    def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
+        """Zero state for ``batch_size`` sequences: tensors ``[num_layers, batch_size, hidden_size]``."""
+        parameter = next(self.parameters())
+        device = parameter.device if device is None else device
+        shape = (self.num_layers, batch_size, self.hidden_size)
+        return tuple(torch.zeros(shape, dtype=parameter.dtype, device=device) for _ in range(self.num_state_tensors))
+
+
+class _FusedCore(_Core):
+    """A core backed by a fused ``nn.LSTM`` / ``nn.GRU`` kernel.
+
+    The kernel cannot reset its state mid-sequence, so the sequence is cut only at timesteps where some
+    episode starts: one kernel call per segment, and a single call when episodes start only at ``t = 0``
+    (the usual case in training, where rollouts are split into sequences at episode boundaries).
+    """
+
+    rnn: nn.LSTM | nn.GRU
+
+    def forward(self, x: Tensor, state: State, episode_starts: Tensor) -> tuple[Tensor, State]:
+        """Run ``x[T, B, F]`` from ``state``, resetting it where ``episode_starts[T, B]``; ``y`` is ``[T, B, H]``."""
+        starts = episode_starts.to(torch.bool)
+        segment_starts = (torch.nonzero(starts[1:].any(dim=1)).flatten() + 1).tolist()
+        outputs = []
+        for begin, end in zip([0, *segment_starts], [*segment_starts, x.shape[0]]):
+            state = reset_state(state, starts[begin])
+            # nn.LSTM takes and returns its state as a tuple (h, c), nn.GRU as the single tensor h.
+            y, rnn_state = self.rnn(x[begin:end], state if len(state) > 1 else state[0])
+            state = tuple(rnn_state) if isinstance(rnn_state, tuple) else (rnn_state,)
+            outputs.append(y)
+        return torch.cat(outputs) if len(outputs) > 1 else outputs[0], state
+
+
+class LSTMCore(_FusedCore):
+    """``nn.LSTM`` core; state ``(h, c)``.
+
+    ``forget_bias`` sets the forget-gate bias (the sum of nn.LSTM's two bias vectors). It defaults to 1.0, not
+    nn.LSTM's near-zero init: an initially open forget gate keeps the cell state, and its gradient, alive over
+    long lags (Gers, Schmidhuber & Cummins 2000; Jozefowicz, Zaremba & Sutskever 2015).
+    """
+
+    num_state_tensors = 2
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, forget_bias: float = 1.0) -> None:
+        super().__init__(hidden_size, num_layers)
+        self.rnn = nn.LSTM(input_size, hidden_size, num_layers)
+        with torch.no_grad():
+            for layer in range(num_layers):
+                # nn.LSTM orders the gates (input, forget, cell, output) in its bias vectors.
+                getattr(self.rnn, f"bias_ih_l{layer}")[hidden_size : 2 * hidden_size] = forget_bias
+                getattr(self.rnn, f"bias_hh_l{layer}")[hidden_size : 2 * hidden_size] = 0.0
+
+    def cell_state(self, state: State) -> Tensor:
+        """Cell state ``c`` of the last layer, ``[B, H]``."""
+        return state[1][-1]
+
+
+class GRUCore(_FusedCore):
+    """``nn.GRU`` core; state ``(h,)``."""
+
+    num_state_tensors = 1
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1) -> None:
+        super().__init__(hidden_size, num_layers)
+        self.rnn = nn.GRU(input_size, hidden_size, num_layers)
+
+    def cell_state(self, state: State) -> Tensor:
+        """Hidden state ``h`` of the last layer (a GRU's only memory), ``[B, H]``."""
+        return state[0][-1]
+
+
+class PeepholeLSTMCell(nn.Module):
+    """One LSTM layer with forget gate and peephole connections (Gers, Schraudolph & Schmidhuber 2002).
+
+    With gates ordered (input, forget, cell, output) as in nn.LSTM and ``*`` elementwise::
+
+        i_t = sigmoid(W_i x_t + R_i h_{t-1} + p_i * c_{t-1} + b_i)
+        f_t = sigmoid(W_f x_t + R_f h_{t-1} + p_f * c_{t-1} + b_f)
+        c_t = f_t * c_{t-1} + i_t * tanh(W_c x_t + R_c h_{t-1} + b_c)
+        o_t = sigmoid(W_o x_t + R_o h_{t-1} + p_o * c_t + b_o)
+        h_t = o_t * tanh(c_t)
+
+    The output gate peeks at the new cell state ``c_t``, which is what lets the cell time its output.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 1.0) -> None:
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
+        self.bias = nn.Parameter(torch.empty(4 * hidden_size))
+        self.peephole = nn.Parameter(torch.empty(3, hidden_size))  # rows: input, forget, output gate
+        bound = 1.0 / math.sqrt(hidden_size)  # nn.LSTM's init
+        for parameter in self.parameters():
+            nn.init.uniform_(parameter, -bound, bound)
+        with torch.no_grad():
+            self.bias[hidden_size : 2 * hidden_size] = forget_bias
+
+    def forward(self, x: Tensor, h: Tensor, c: Tensor, episode_starts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Run ``x[T, B, F]`` from ``h, c [B, H]``; returns ``(h_all [T, B, H], h_T, c_T)``."""
+        # The input projection has no recurrence: one matmul for all timesteps, outside the loop.
+        projected = x @ self.weight_ih.T + self.bias  # [T, B, 4H]
+        peep_input, peep_forget, peep_output = self.peephole
+        keep = (~episode_starts.to(torch.bool)).to(x.dtype).unsqueeze(-1)  # [T, B, 1]
+        outputs = []
+        for t in range(x.shape[0]):
+            h, c = h * keep[t], c * keep[t]
+            gate_input, gate_forget, cell_input, gate_output = (projected[t] + h @ self.weight_hh.T).chunk(4, dim=-1)
+            input_gate = torch.sigmoid(gate_input + peep_input * c)
+            forget_gate = torch.sigmoid(gate_forget + peep_forget * c)
+            c = forget_gate * c + input_gate * torch.tanh(cell_input)
+            h = torch.sigmoid(gate_output + peep_output * c) * torch.tanh(c)
+            outputs.append(h)
+        return torch.stack(outputs), h, c
+
+
+class PeepholeLSTMCore(_Core):
+    """Stacked peephole LSTM (no fused kernel exists, so it loops over timesteps); state ``(h, c)``."""
+
+    num_state_tensors = 2
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, forget_bias: float = 1.0) -> None:
+        super().__init__(hidden_size, num_layers)
+        self.cells = nn.ModuleList(
+            PeepholeLSTMCell(input_size if layer == 0 else hidden_size, hidden_size, forget_bias)
+            for layer in range(num_layers)
+        )
+
+    def forward(self, x: Tensor, state: State, episode_starts: Tensor) -> tuple[Tensor, State]:
+        """Run ``x[T, B, F]`` from ``state``, resetting it where ``episode_starts[T, B]``; ``y`` is ``[T, B, H]``."""
+        h_last, c_last = [], []
+        for layer, cell in enumerate(self.cells):
+            x, h, c = cell(x, state[0][layer], state[1][layer], episode_starts)
+            h_last.append(h)
+            c_last.append(c)
+        return x, (torch.stack(h_last), torch.stack(c_last))
+
+    def cell_state(self, state: State) -> Tensor:
+        """Cell state ``c`` of the last layer, ``[B, H]``."""
+        return state[1][-1]
+
+
+CORES: dict[str, type[nn.Module]] = {"lstm": LSTMCore, "gru": GRUCore, "peephole": PeepholeLSTMCore}
+
+
+def make_core(kind: str, input_size: int, hidden_size: int, num_layers: int = 1, **kwargs: Any) -> nn.Module:
+    """Build a built-in core by name (``"lstm"``, ``"gru"``, ``"peephole"``); ``kwargs`` go to its constructor."""
+    if kind not in CORES:
+        close = difflib.get_close_matches(kind, CORES)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(
+            f"Unknown core kind {kind!r}. Valid kinds: {', '.join(CORES)}.{hint} "
+            "You may also pass your own core (an nn.Module following rl_lstm.cores.RecurrentCore)."
+        )
+    return CORES[kind](input_size, hidden_size, num_layers, **kwargs)
