@@ -1,15 +1,19 @@
-"""The ``rl-lstm`` command: ``train``, and ``oracles`` (every built-in task solved by its scripted oracle)."""
+"""The ``rl-lstm`` command: ``train``, ``evaluate``, and ``oracles`` (every built-in task solved by its oracle)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 import envs
 from envs.oracle import make_oracle, run_oracle
+from rl_lstm.config import parse_assignments, read_yaml
+from rl_lstm.errors import RLLSTMError
 
 console = Console()
 
@@ -33,21 +37,92 @@ def run_oracles(episodes: int, seed: int) -> bool:
     return all_ok
 
 
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``rl-lstm train``."""
+    parser.add_argument("--agent", help="trainer: ppo (default ppo)")
+    parser.add_argument("--env", help="gymnasium env id, e.g. rl_lstm/TMaze-v0 or package.module:Env-v0")
+    parser.add_argument("--env-kwargs", nargs="+", default=[], metavar="KEY=VALUE", help="env constructor kwargs")
+    parser.add_argument("--timesteps", type=int, help="env steps to train for")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--num-envs", type=int, help="env copies stepped together")
+    parser.add_argument("--device", help="cpu, cuda or auto")
+    parser.add_argument("--config", help="a YAML file of keys (run keys and hyperparameters) over the preset")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override any key")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def train_command(args: argparse.Namespace) -> int:
+    """``rl-lstm train``: resolve the config, train in a run folder, say where it is and how to watch it."""
+    from rl_lstm.training import read_run_config, resolve_config, train
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.yaml").is_file():
+            raise RLLSTMError(f"--resume {str(run_dir)!r}: no config.yaml there; pass the folder of a run")
+        run_config, hyperparams = read_run_config(run_dir)
+        values = {**vars(run_config), **hyperparams, **parse_assignments(args.set)}
+        if args.timesteps is not None:
+            values["timesteps"] = args.timesteps
+    else:
+        values = read_yaml(args.config) if args.config else {}
+        flags = {
+            "agent": args.agent,
+            "env": args.env,
+            "timesteps": args.timesteps,
+            "seed": args.seed,
+            "num_envs": args.num_envs,
+            "device": args.device,
+        }
+        values.update({key: value for key, value in flags.items() if value is not None})
+        values.update(parse_assignments(args.set))
+        if args.env_kwargs:
+            values["env_kwargs"] = {
+                **values.get("env_kwargs", {}),
+                **parse_assignments(args.env_kwargs, "--env-kwargs"),
+            }
+        run_dir = None
+    if args.no_progress:
+        values["progress_bar"] = False
+    run_config, hyperparams = resolve_config(values)
+    run_dir = train(run_config, hyperparams, run_dir=run_dir, resume=args.resume is not None)
+    if (run_dir / "interrupted").exists():
+        console.print(
+            f"[yellow]Interrupted: saved {run_dir}/checkpoints/latest.pt. "
+            f"Continue with: rl-lstm train --resume {run_dir}[/]"
+        )
+        return 130
+    console.print(
+        f"Run folder: {run_dir}\nWatch it: tensorboard --logdir {run_config.runs_dir}\n"
+        f"Evaluate it: rl-lstm evaluate {run_dir} --episodes 100"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``rl-lstm`` console command."""
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="rl-lstm", description="Reinforcement learning with LSTM memory.")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for name, help_text in (
-        ("train", "train an agent (until recurrent PPO exists: run the oracles)"),
-        ("oracles", "run every built-in task's scripted oracle and print its returns"),
-    ):
-        sub = subparsers.add_parser(name, help=help_text)
-        sub.add_argument("--episodes", type=int, default=100, help="episodes per env")
-        sub.add_argument("--seed", type=int, default=0)
+    add_train_arguments(subparsers.add_parser("train", help="train an agent in a run folder"))
+    subparsers.add_parser(
+        "evaluate", help="evaluate a run folder or checkpoint (rl-lstm evaluate --help)", add_help=False
+    )
+    oracles = subparsers.add_parser("oracles", help="run every built-in task's scripted oracle")
+    oracles.add_argument("--episodes", type=int, default=100, help="episodes per env")
+    oracles.add_argument("--seed", type=int, default=0)
+    if argv[:1] == ["evaluate"]:
+        from rl_lstm.evaluation import main as evaluate_main
+
+        return evaluate_main(argv[1:])
     args = parser.parse_args(argv)
-    if args.command == "train":
-        console.print("[yellow]Recurrent PPO is not built yet: running the built-in oracles on every env instead.[/]")
-    return 0 if run_oracles(args.episodes, args.seed) else 1
+    try:
+        if args.command == "train":
+            return train_command(args)
+        return 0 if run_oracles(args.episodes, args.seed) else 1
+    except RLLSTMError as error:
+        print(f"rl-lstm {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -189,11 +189,42 @@ class PeepholeLSTMCore(_Core):
         return state[1][-1]
 
 
-CORES: dict[str, type[nn.Module]] = {"lstm": LSTMCore, "gru": GRUCore, "peephole": PeepholeLSTMCore}
+class FeedForwardCore(_Core):
+    """A memoryless baseline with the core interface: ``num_layers`` tanh layers applied to each step alone.
+
+    Its state only records the last output (so memory plots show the activations); nothing flows from one
+    step to the next, so a task this core solves needs no memory.
+    """
+
+    num_state_tensors = 1
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1) -> None:
+        super().__init__(hidden_size, num_layers)
+        layers: list[nn.Module] = []
+        for layer in range(num_layers):
+            layers += [nn.Linear(input_size if layer == 0 else hidden_size, hidden_size), nn.Tanh()]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor, state: State, episode_starts: Tensor) -> tuple[Tensor, State]:
+        """Apply the layers to every step of ``x[T, B, F]``; the state is the last step's output."""
+        y = self.layers(x)  # [T, B, H]
+        return y, (y[-1].unsqueeze(0).expand(self.num_layers, -1, -1).contiguous(),)
+
+    def cell_state(self, state: State) -> Tensor:
+        """The last output, ``[B, H]`` (there is no memory)."""
+        return state[0][-1]
+
+
+CORES: dict[str, type[nn.Module]] = {
+    "lstm": LSTMCore,
+    "gru": GRUCore,
+    "peephole": PeepholeLSTMCore,
+    "mlp": FeedForwardCore,
+}
 
 
 def make_core(kind: str, input_size: int, hidden_size: int, num_layers: int = 1, **kwargs: Any) -> nn.Module:
-    """Build a built-in core by name (``"lstm"``, ``"gru"``, ``"peephole"``); ``kwargs`` go to its constructor."""
+    """Build a built-in core by name (``"lstm"``, ``"gru"``, ``"peephole"``, ``"mlp"``); ``kwargs`` go to it."""
     if kind not in CORES:
         close = difflib.get_close_matches(kind, CORES)
         hint = f" Did you mean {close[0]!r}?" if close else ""

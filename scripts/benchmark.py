@@ -1,6 +1,8 @@
 """Benchmarks whose figures go into docs/benchmarks.md, each measured side by side in one run.
 
-    python scripts/benchmark.py envs      # native vector envs against SyncVectorEnv
+    python scripts/benchmark.py envs         # native vector envs against SyncVectorEnv
+    python scripts/benchmark.py ppo-vs-sb3   # our recurrent PPO against sb3-contrib's, same hyperparameters
+    python scripts/benchmark.py ppo          # our recurrent PPO on the memory tasks, several seeds
 
 Each benchmark rewrites only its own section of docs/benchmarks.md (between
 ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``), with the command that produced it.
@@ -111,6 +113,8 @@ def benchmark_envs(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Parse the benchmark name and its options, run it, and record the result."""
+    import benchmark_ppo
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     subparsers = parser.add_subparsers(dest="benchmark", required=True)
     envs_parser = subparsers.add_parser("envs", help="native vector envs against SyncVectorEnv")
@@ -118,12 +122,19 @@ def main(argv: list[str] | None = None) -> None:
     envs_parser.add_argument("--seconds", type=float, default=0.5, help="minimum timing per measurement")
     envs_parser.add_argument("--env-ids", nargs="+", default=None, help="default: every built-in env")
     envs_parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    envs_parser.set_defaults(run=benchmark_envs)
+    benchmark_ppo.add_parsers(subparsers)
     args = parser.parse_args(argv)
     command = "python scripts/benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    body = {"envs": benchmark_envs}[args.benchmark](args)
+    body = args.run(args)
+    print(body)
     if not args.no_write:
-        write_section(args.benchmark, body, command)
-        print(f"wrote the {args.benchmark} section of {BENCHMARKS_FILE}")
+        # A comparison on another env gets its own section instead of replacing the default one.
+        env = getattr(args, "env", None)
+        default_env = subparsers.choices[args.benchmark].get_default("env")
+        section = args.benchmark if env in (None, default_env) else f"{args.benchmark}-{env.replace('/', '-')}"
+        write_section(section, body, command)
+        print(f"wrote the {section} section of {BENCHMARKS_FILE}")
 
 
 if __name__ == "__main__":

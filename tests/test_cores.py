@@ -10,6 +10,7 @@ from rl_lstm.cores import CORES, GRUCore, LSTMCore, PeepholeLSTMCore, RecurrentC
 from rl_lstm.policies import RecurrentActorCritic
 
 KINDS = list(CORES)
+RECURRENT_KINDS = [kind for kind in CORES if kind != "mlp"]
 INPUT, HIDDEN, BATCH, STEPS = 3, 5, 4, 7
 
 
@@ -55,7 +56,7 @@ def test_sequence_in_one_call_equals_step_by_step_calls(kind: str, num_layers: i
     assert_states_close(final, final_steps)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", RECURRENT_KINDS)
 def test_episode_start_inside_sequence_equals_two_separate_runs(kind: str) -> None:
     core = make_core(kind, INPUT, HIDDEN, num_layers=2)
     x = torch.randn(STEPS, 1, INPUT)
@@ -72,7 +73,7 @@ def test_episode_start_inside_sequence_equals_two_separate_runs(kind: str) -> No
     assert not torch.allclose(y[3:], core(x[3:], state, torch.zeros(STEPS - 3, 1))[0]), "the reset must matter"
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", RECURRENT_KINDS)
 def test_reset_affects_only_the_sequence_whose_episode_starts(kind: str) -> None:
     core = make_core(kind, INPUT, HIDDEN)
     x = torch.randn(STEPS, 2, INPUT)
@@ -253,3 +254,11 @@ def test_user_defined_core_works_in_policy(core_argument: str, shared_core: bool
     torch.testing.assert_close(log_prob, torch.stack(log_probs))
     torch.testing.assert_close(value, torch.stack(values))
     assert policy.memory(state).shape == (BATCH, HIDDEN)
+
+
+def test_feed_forward_core_has_no_memory() -> None:
+    core = make_core("mlp", INPUT, HIDDEN)
+    x = torch.randn(STEPS, 3, INPUT)
+    y, _ = core(x, random_state(core, 3), torch.zeros(STEPS, 3))
+    shuffled_history, _ = core(x.flip(0), core.initial_state(3), torch.ones(STEPS, 3))
+    torch.testing.assert_close(y, shuffled_history.flip(0))

@@ -1,0 +1,332 @@
+"""Recurrent PPO: clipped PPO over stored sequences with truncated backpropagation through time.
+
+Read top to bottom: the hyperparameters, then ``learn`` = collect a rollout -> compute GAE targets
+-> update on minibatches of whole sequences -> log. What other agents share (cores, policy, buffer,
+logging, checkpoints, configs) is imported from ``rl_lstm``.
+
+Sequences: the rollout of ``n_steps`` per env is cut into chunks of ``seq_len`` steps whose core
+state is stored when the rollout reaches them (truncated BPTT: gradients flow ``seq_len`` steps
+back). A minibatch is ``batch_size / seq_len`` whole chunks, so it always holds ``batch_size`` steps;
+the chunks are cut at episode starts and padded so the core runs once over the minibatch
+(``rl_lstm.buffers``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rl_lstm.agent import EnvConfig, PolicyConfig, RecurrentAgent, check_finite
+from rl_lstm.buffers import RolloutBuffer
+from rl_lstm.config import require
+from rl_lstm.errors import NumericalError
+from rl_lstm.logger import EpisodeStatistics, TrainingLogger
+from rl_lstm.vec_env import action_masks
+
+SCHEDULES = ("constant", "linear")
+
+
+@dataclass
+class PPOConfig(EnvConfig, PolicyConfig):
+    """Hyperparameters of recurrent PPO (plus the env and policy keys it shares with the other agents)."""
+
+    n_steps: int = 128  # steps per env per rollout
+    seq_len: int = 32  # truncated-BPTT length in steps; n_steps must be a multiple of it
+    batch_size: int = 256  # steps per minibatch (whole sequences): a multiple of seq_len, at most n_steps * num_envs
+    n_epochs: int = 4  # passes over each rollout
+    learning_rate: float = 3e-4  # Adam step size (the start value under the linear schedule)
+    lr_schedule: str = "constant"  # "constant" or "linear" (decays to 0 at the end of learn)
+    clip_range: float = 0.2  # PPO's ratio clip (the start value under the linear schedule)
+    clip_schedule: str = "constant"  # "constant" or "linear"
+    clip_range_vf: float | None = None  # clip value updates to this distance from the old values; None: no clip
+    gamma: float = 0.99  # discount
+    gae_lambda: float = 0.95  # GAE's lambda
+    normalize_advantage: bool = True  # per minibatch, over real steps
+    ent_coef: float = 0.0  # entropy bonus weight
+    vf_coef: float = 0.5  # value loss weight
+    max_grad_norm: float = 0.5  # clip the gradient's global norm
+    target_kl: float | None = None  # stop the epochs of an update once approx KL exceeds 1.5 x this; None: never
+    skip_nonfinite_batches: bool = False  # skip a minibatch whose loss or gradient is NaN/inf instead of stopping
+
+    def validate(self) -> None:
+        """Range checks: each error names the key and what is allowed."""
+        self.validate_env()
+        require(self.n_steps >= 1, f"n_steps must be at least 1, got {self.n_steps}")
+        require(self.seq_len >= 1, f"seq_len must be at least 1, got {self.seq_len}")
+        require(
+            self.n_steps % self.seq_len == 0, f"n_steps ({self.n_steps}) must be a multiple of seq_len ({self.seq_len})"
+        )
+        require(
+            self.batch_size >= self.seq_len and self.batch_size % self.seq_len == 0,
+            f"batch_size ({self.batch_size}) must be a positive multiple of seq_len ({self.seq_len})",
+        )
+        require(
+            self.batch_size <= self.n_steps * self.num_envs,
+            f"batch_size ({self.batch_size}) is larger than a rollout (n_steps * num_envs = "
+            f"{self.n_steps * self.num_envs}); lower batch_size or raise n_steps or num_envs",
+        )
+        require(self.n_epochs >= 1, f"n_epochs must be at least 1, got {self.n_epochs}")
+        require(self.learning_rate > 0, f"learning_rate must be positive, got {self.learning_rate}")
+        require(self.clip_range > 0, f"clip_range must be positive, got {self.clip_range}")
+        require(self.clip_range_vf is None or self.clip_range_vf > 0, "clip_range_vf must be positive or null")
+        require(0 <= self.gamma <= 1, f"gamma must lie in [0, 1], got {self.gamma}")
+        require(0 <= self.gae_lambda <= 1, f"gae_lambda must lie in [0, 1], got {self.gae_lambda}")
+        require(self.max_grad_norm > 0, f"max_grad_norm must be positive, got {self.max_grad_norm}")
+        require(self.target_kl is None or self.target_kl > 0, "target_kl must be positive or null")
+        for key in ("lr_schedule", "clip_schedule"):
+            require(getattr(self, key) in SCHEDULES, f"{key} must be one of {', '.join(SCHEDULES)}")
+
+
+def scheduled(start: float, schedule: str, progress: float) -> float:
+    """The value of a hyperparameter at ``progress`` in [0, 1] of training."""
+    return start * (1.0 - progress) if schedule == "linear" else start
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` over the entries where ``mask`` is True."""
+    return (values * mask).sum() / mask.sum().clamp(min=1)
+
+
+class RecurrentPPO(RecurrentAgent):
+    """Recurrent PPO with an LSTM (or GRU, peephole LSTM) actor-critic.
+
+    ``RecurrentPPO(env, seed=0, device="cpu", tensorboard_log=None, **hyperparams)`` with ``env`` a gymnasium id
+    (built-in ids use their native vector env), a gymnasium Env or a VectorEnv; ``hyperparams`` are the fields of
+    :class:`PPOConfig`.
+    """
+
+    name = "ppo"
+    config_class = PPOConfig
+
+    def __init__(
+        self,
+        env: str | gym.Env | gym.vector.VectorEnv,
+        seed: int = 0,
+        device: str = "cpu",
+        tensorboard_log: str | None = None,
+        **hyperparams: Any,
+    ):
+        super().__init__(env, seed=seed, device=device, tensorboard_log=tensorboard_log, **hyperparams)
+        config = self.config
+        # A user's vector env may hold another number of copies than num_envs says.
+        require(
+            config.batch_size <= config.n_steps * self.env.num_envs,
+            f"batch_size ({config.batch_size}) is larger than a rollout of this env (n_steps * num_envs = "
+            f"{config.n_steps * self.env.num_envs})",
+        )
+        # One fused kernel for all parameters: the per-tensor loop costs more than the math for small nets.
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.learning_rate, eps=1e-5, fused=True)
+        self.buffer = RolloutBuffer(config.n_steps, self.env.num_envs, config.seq_len, self.device)
+        self.total_timesteps = 0
+        self.iterations = 0
+        self._rollout: dict[str, Any] | None = None  # env state carried from one rollout to the next
+
+    # ---- the training loop ------------------------------------------------------------------------------------
+    def learn(
+        self,
+        total_timesteps: int,
+        callback: Callable[[RecurrentAgent], bool | None] | None = None,
+        progress_bar: bool = True,
+        reset_num_timesteps: bool = False,
+    ) -> RecurrentPPO:
+        """Train for ``total_timesteps`` more env steps; ``callback(agent)`` returning False stops after an update."""
+        if reset_num_timesteps:
+            self.num_timesteps = 0
+        self.total_timesteps = self.num_timesteps + total_timesteps
+        logger = TrainingLogger(self.tensorboard_log, self.total_timesteps, progress_bar, start_step=self.num_timesteps)
+        self.logger = logger  # callbacks record their own scalars (e.g. eval/...) through it
+        statistics = EpisodeStatistics()
+        try:
+            while self.num_timesteps < self.total_timesteps:
+                progress = self.num_timesteps / self.total_timesteps
+                collect_start = time.perf_counter()
+                memory_magnitude = self._collect_rollout(statistics)
+                update_start = time.perf_counter()
+                train_scalars = self._update(progress)
+                update_end = time.perf_counter()
+                self.iterations += 1
+                logger.record(
+                    {
+                        **statistics.summary(),
+                        **train_scalars,
+                        "train/cell_state_abs_mean": memory_magnitude,
+                        "time/fps": logger.steps_per_second(self.num_timesteps),
+                        "time/collect_steps_per_second": self.buffer.n_steps
+                        * self.env.num_envs
+                        / (update_start - collect_start),
+                        "time/update_steps_per_second": self.buffer.n_steps
+                        * self.env.num_envs
+                        / (update_end - update_start),
+                        "time/iterations": self.iterations,
+                    },
+                    self.num_timesteps,
+                )
+                logger.advance(self.num_timesteps)
+                self.latest_scalars = logger.latest
+                if callback is not None and callback(self) is False:
+                    break
+        finally:
+            logger.close()
+        return self
+
+    # ---- 1. collect -----------------------------------------------------------------------------------------------
+    def _collect_rollout(self, statistics: EpisodeStatistics) -> float:
+        """Fill the buffer with ``n_steps`` steps of every env and compute GAE; the mean |cell state| seen."""
+        if self._rollout is None:
+            observations, infos = self.env.reset(seed=int(self.rng.integers(2**31)))
+            self._rollout = {
+                "observations": observations,
+                "infos": infos,
+                "state": self.policy.initial_state(self.env.num_envs),
+                "episode_starts": np.ones(self.env.num_envs, dtype=bool),
+                "autoresetting": np.zeros(self.env.num_envs, dtype=bool),
+            }
+        rollout = self._rollout
+        self.buffer.reset()
+        memory_magnitude = 0.0
+        self.policy.eval()
+        with torch.no_grad():
+            for _ in range(self.buffer.n_steps):
+                masks = action_masks(self.env, rollout["infos"])
+                state_before = rollout["state"]
+                actions, log_probs, values, rollout["state"] = self.policy.act(
+                    rollout["observations"],
+                    state_before,
+                    torch.as_tensor(rollout["episode_starts"]),
+                    action_masks=None if masks is None else torch.as_tensor(masks),
+                    clip=False,
+                )
+                memory_magnitude += self.policy.memory(rollout["state"]).abs().mean().item()
+                # The step after an episode ends is gymnasium's autoreset step: no transition, masked from the loss.
+                self.buffer.add(
+                    rollout["observations"],
+                    actions.cpu().numpy(),
+                    masks,
+                    log_probs.cpu().numpy(),
+                    values.cpu().numpy(),
+                    rollout["episode_starts"],
+                    ~rollout["autoresetting"],
+                    state_before,
+                )
+                env_actions = self.policy.clip_actions(actions).cpu().numpy()
+                observations, rewards, terminated, truncated, infos = self.env.step(env_actions)
+                self.buffer.add_outcome(rewards, terminated, truncated)
+                statistics.update(infos)
+                rollout["episode_starts"] = rollout["autoresetting"]
+                rollout["autoresetting"] = terminated | truncated
+                rollout["observations"], rollout["infos"] = observations, infos
+                self.num_timesteps += self.env.num_envs
+            last_values = (
+                self.policy.predict_values(
+                    rollout["observations"], rollout["state"], torch.as_tensor(rollout["episode_starts"])
+                )
+                .cpu()
+                .numpy()
+            )
+        self.buffer.compute_advantages(last_values, self.config.gamma, self.config.gae_lambda)
+        return memory_magnitude / self.buffer.n_steps
+
+    # ---- 2. update ------------------------------------------------------------------------------------------------
+    def _update(self, progress: float) -> dict[str, float]:
+        """PPO epochs over minibatches of whole sequences; the ``train/...`` scalars of this update."""
+        config = self.config
+        learning_rate = scheduled(config.learning_rate, config.lr_schedule, progress)
+        clip_range = scheduled(config.clip_range, config.clip_schedule, progress)
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate
+        self.policy.train()
+        self.buffer.prepare()
+        totals: dict[str, list[float]] = {k: [] for k in ("pg", "value", "entropy", "kl", "clip_fraction", "grad")}
+        skipped = 0
+        stop = False
+        for _ in range(config.n_epochs):
+            for batch in self.buffer.minibatches(config.batch_size, self.rng):
+                log_prob, entropy, values = self.policy.evaluate_actions(
+                    batch.observations, batch.actions, batch.initial_state, batch.episode_starts, batch.action_masks
+                )  # each [seq_len, pieces]
+                valid = batch.valid.float()
+                advantages = batch.advantages
+                if config.normalize_advantage:
+                    mean = masked_mean(advantages, valid)
+                    std = masked_mean((advantages - mean) ** 2, valid).sqrt()
+                    advantages = (advantages - mean) / (std + 1e-8)
+                log_ratio = log_prob - batch.old_log_probs
+                ratio = log_ratio.exp()
+                policy_loss = -masked_mean(
+                    torch.min(advantages * ratio, advantages * ratio.clamp(1 - clip_range, 1 + clip_range)), valid
+                )
+                if config.clip_range_vf is not None:
+                    values = batch.old_values + (values - batch.old_values).clamp(
+                        -config.clip_range_vf, config.clip_range_vf
+                    )
+                value_loss = masked_mean((batch.returns - values) ** 2, valid)
+                entropy_loss = -masked_mean(entropy, valid)
+                loss = policy_loss + config.ent_coef * entropy_loss + config.vf_coef * value_loss
+                with torch.no_grad():
+                    approx_kl = masked_mean((ratio - 1) - log_ratio, valid).item()
+                    clip_fraction = masked_mean(((ratio - 1).abs() > clip_range).float(), valid).item()
+                if config.target_kl is not None and approx_kl > 1.5 * config.target_kl:
+                    stop = True
+                    break
+                self.optimizer.zero_grad(set_to_none=True)
+                try:
+                    check_finite({"loss": loss})
+                    loss.backward()
+                    grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), config.max_grad_norm)
+                    check_finite({"gradient norm": grad_norm})
+                except NumericalError:
+                    if not config.skip_nonfinite_batches:
+                        raise
+                    skipped += 1
+                    continue
+                self.optimizer.step()
+                for key, value in (
+                    ("pg", policy_loss.item()),
+                    ("value", value_loss.item()),
+                    ("entropy", entropy_loss.item()),
+                    ("kl", approx_kl),
+                    ("clip_fraction", clip_fraction),
+                    ("grad", grad_norm.item()),
+                ):
+                    totals[key].append(value)
+            if stop:
+                break
+        check_finite(dict(self.policy.named_parameters()))
+        valid_steps = self.buffer.valid
+        returns, predicted = self.buffer.returns[valid_steps], self.buffer.values[valid_steps]
+        explained_variance = 1 - np.var(returns - predicted) / np.var(returns) if np.var(returns) > 0 else np.nan
+        mean = lambda key: float(np.mean(totals[key])) if totals[key] else float("nan")  # noqa: E731
+        return {
+            "train/policy_gradient_loss": mean("pg"),
+            "train/value_loss": mean("value"),
+            "train/entropy_loss": mean("entropy"),
+            "train/approx_kl": mean("kl"),
+            "train/clip_fraction": mean("clip_fraction"),
+            "train/grad_norm": mean("grad"),
+            "train/explained_variance": float(explained_variance),
+            "train/learning_rate": learning_rate,
+            "train/clip_range": clip_range,
+            "train/skipped_batches": skipped,
+            "train/n_updates": len(totals["pg"]),
+        }
+
+    # ---- saving ---------------------------------------------------------------------------------------------------
+    def _training_state(self) -> dict[str, Any]:
+        return {
+            **super()._training_state(),
+            "optimizer": self.optimizer.state_dict(),
+            "total_timesteps": self.total_timesteps,
+            "iterations": self.iterations,
+        }
+
+    def _load_training_state(self, state: dict[str, Any]) -> None:
+        super()._load_training_state(state)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.total_timesteps = state["total_timesteps"]
+        self.iterations = state["iterations"]

@@ -1,0 +1,276 @@
+"""What every gradient-trained agent shares: env and policy construction, seeding, predict, save and load.
+
+An agent's algorithm (collect, compute targets, update) lives in its own file in ``agents/``; this
+module holds only what is the same for all of them, in Stable-Baselines3's API shape.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.wrappers.vector import RecordEpisodeStatistics
+
+from rl_lstm import checkpoints
+from rl_lstm.config import build_config, config_to_dict, require
+from rl_lstm.errors import CheckpointError, ConfigError, NumericalError
+from rl_lstm.policies import RecurrentActorCritic
+from rl_lstm.vec_env import find_wrapper, load_normalization_state, make_vector_env, normalization_state
+
+Callback = Callable[["RecurrentAgent"], "bool | None"]
+
+
+@dataclass
+class PolicyConfig:
+    """The policy's architecture (shared by every gradient agent's config)."""
+
+    core: str = "lstm"  # "lstm" (fused nn.LSTM), "gru", "peephole" (Gers & Schmidhuber 2000), "mlp" (no memory)
+    hidden_size: int = 64  # units per core layer
+    num_layers: int = 1  # stacked core layers
+    core_kwargs: dict = field(default_factory=dict)  # e.g. {forget_bias: 1.0}
+    shared_core: bool = False  # one core for actor and critic; default: the critic has its own
+    net_arch_pi: tuple[int, ...] = (64,)  # MLP between core and action head
+    net_arch_vf: tuple[int, ...] = (64,)  # MLP between core and value head
+    mlp_encoder: tuple[int, ...] = ()  # MLP between observation encoder and core
+    activation: str = "tanh"  # "tanh" or "relu"
+    ortho_init: bool = True  # SB3's orthogonal initialization
+    log_std_init: float = 0.0  # initial log std of Box actions
+
+    def policy_kwargs(self) -> dict[str, Any]:
+        """The constructor arguments of :class:`RecurrentActorCritic`."""
+        return {f.name: getattr(self, f.name) for f in fields(PolicyConfig)}
+
+
+@dataclass
+class EnvConfig:
+    """How an agent given an env id builds its vector env (shared by every agent's config)."""
+
+    num_envs: int = 8  # env copies stepped together
+    env_kwargs: dict = field(default_factory=dict)  # constructor kwargs of the env
+    vectorization: str = "auto"  # "auto" (native where registered), "native", "sync", "async"
+    normalize_observations: bool = False  # running mean/std of observations (gymnasium's NormalizeObservation)
+    normalize_rewards: bool = False  # scale rewards by the running std of returns (gymnasium's NormalizeReward)
+
+    def validate_env(self) -> None:
+        """Range checks of the env keys."""
+        require(self.num_envs >= 1, f"num_envs must be at least 1, got {self.num_envs}")
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"``: CUDA when there is one, else CPU; ``"cuda"`` without CUDA is an error saying so."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={device!r} but torch finds no CUDA device; use 'cpu' or 'auto'")
+    try:
+        return torch.device(device)
+    except RuntimeError as error:
+        raise ConfigError(f"device={device!r} is not a torch device; use 'cpu', 'cuda' or 'auto'") from error
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy's global generator and torch, for runs that repeat exactly on CPU."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """The state of every global generator, to store in a checkpoint."""
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` saved."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def check_finite(named_tensors: dict[str, torch.Tensor]) -> None:
+    """Raise NumericalError naming the first tensor holding a NaN or inf, before it reaches the parameters."""
+    for name, tensor in named_tensors.items():
+        if tensor is not None and not torch.isfinite(tensor).all():
+            raise NumericalError(
+                f"{name} holds NaN or inf; the update was stopped before changing the model. "
+                "Lower learning_rate, set max_grad_norm, or enable normalize_observations/normalize_rewards."
+            )
+
+
+class RecurrentAgent:
+    """Base of the gradient agents: ``Agent(env, **hyperparams)``, ``.learn``, ``.predict``, ``.save``, ``.load``."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type]
+
+    def __init__(
+        self,
+        env: str | gym.vector.VectorEnv | gym.Env,
+        seed: int = 0,
+        device: str = "cpu",
+        tensorboard_log: str | Path | None = None,
+        **hyperparams: Any,
+    ):
+        self.config = build_config(self.config_class, hyperparams)
+        self.seed = seed
+        self.device = resolve_device(device)
+        self.tensorboard_log = tensorboard_log
+        seed_everything(seed)
+        self.env = self._make_env(env)
+        self.observation_space = self.env.single_observation_space
+        self.action_space = self.env.single_action_space
+        self.policy = RecurrentActorCritic(self.observation_space, self.action_space, **self.config.policy_kwargs()).to(
+            self.device
+        )
+        self.num_timesteps = 0
+        self.rng = np.random.default_rng(seed)
+
+    def _make_env(self, env: str | gym.vector.VectorEnv | gym.Env) -> gym.vector.VectorEnv:
+        """The training vector env: made from an id, or the user's env with episode statistics added."""
+        if isinstance(env, str):
+            self.env_id = env
+            return make_vector_env(
+                env,
+                self.config.num_envs,
+                env_kwargs=self.config.env_kwargs,
+                vectorization=self.config.vectorization,
+                normalize_observations=self.config.normalize_observations,
+                normalize_rewards=self.config.normalize_rewards,
+                gamma=getattr(self.config, "gamma", 0.99),
+            )
+        if isinstance(env, gym.Env):
+            single = env
+            env = gym.vector.SyncVectorEnv([lambda: single])
+        if not isinstance(env, gym.vector.VectorEnv):
+            raise ConfigError(
+                f"env must be an env id, a gymnasium.Env or a gymnasium VectorEnv, got {type(env).__name__}"
+            )
+        self.env_id = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+        if find_wrapper(env, RecordEpisodeStatistics) is None:
+            env = RecordEpisodeStatistics(env)
+        return env
+
+    # ---- acting -------------------------------------------------------------------------------------------------
+    def predict(
+        self,
+        observation: Any,
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+        action_masks: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        """The actions for a batch of observations and the next core state (sb3-contrib RecurrentPPO's contract).
+
+        ``state`` is what the previous call returned (``None`` at the start); ``episode_start[i]`` is True where
+        ``observation[i]`` begins an episode, which resets that env's memory. A single unbatched observation
+        returns a single action.
+        """
+        single = self._is_single_observation(observation)
+        if single:
+            observation = _map(lambda a: np.asarray(a)[None], observation)
+        batch_size = len(np.asarray(_first_array(observation)))
+        if episode_start is None:
+            episode_start = np.zeros(batch_size, dtype=bool) if state is not None else np.ones(batch_size, dtype=bool)
+        with torch.no_grad():
+            torch_state = (
+                self.policy.initial_state(batch_size)
+                if state is None
+                else tuple(torch.as_tensor(s, device=self.device) for s in state)
+            )
+            starts = torch.as_tensor(np.asarray(episode_start, dtype=bool).reshape(batch_size), device=self.device)
+            masks = (
+                None
+                if action_masks is None
+                else torch.as_tensor(np.asarray(action_masks, dtype=bool).reshape(batch_size, -1), device=self.device)
+            )
+            actions, _, _, torch_state = self.policy.act(
+                observation, torch_state, starts, deterministic=deterministic, action_masks=masks
+            )
+        actions = actions.cpu().numpy()
+        new_state = tuple(s.cpu().numpy() for s in torch_state)
+        return (actions[0] if single else actions), new_state
+
+    def _is_single_observation(self, observation: Any) -> bool:
+        space = self.observation_space
+        if isinstance(space, gym.spaces.Dict):
+            key = next(iter(space.spaces))
+            return np.asarray(observation[key]).shape == space[key].shape
+        if isinstance(space, gym.spaces.Tuple):
+            return np.asarray(observation[0]).shape == space[0].shape
+        return np.asarray(observation).shape == space.shape
+
+    # ---- saving -------------------------------------------------------------------------------------------------
+    def _training_state(self) -> dict[str, Any]:
+        """Everything beyond the policy that a resumed run needs; agents with optimizers extend it."""
+        return {"rng": rng_state(), "agent_rng": self.rng.bit_generator.state}
+
+    def _load_training_state(self, state: dict[str, Any]) -> None:
+        set_rng_state(state["rng"])
+        self.rng.bit_generator.state = state["agent_rng"]
+
+    def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> None:
+        """Write the agent (config, policy, training state, normalization) to ``path`` atomically."""
+        checkpoints.save_checkpoint(
+            path,
+            {
+                "agent": self.name,
+                "env_id": self.env_id,
+                "seed": self.seed,
+                "config": config_to_dict(self.config),
+                "observation_space": self.observation_space,
+                "action_space": self.action_space,
+                "policy": self.policy.state_dict(),
+                "num_timesteps": self.num_timesteps,
+                "training_state": self._training_state(),
+                "normalization": normalization_state(self.env),
+                "extra": extra or {},
+            },
+        )
+
+    @classmethod
+    def load(
+        cls, path: str | Path, env: str | gym.vector.VectorEnv | gym.Env | None = None, device: str = "cpu"
+    ) -> RecurrentAgent:
+        """An agent from a checkpoint; ``env`` defaults to the env id it was trained on, with its config."""
+        payload = checkpoints.load_checkpoint(path, agent=cls.name)
+        agent = cls(
+            env if env is not None else payload["env_id"], seed=payload["seed"], device=device, **payload["config"]
+        )
+        if agent.observation_space != payload["observation_space"] or agent.action_space != payload["action_space"]:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} was trained on observation space {payload['observation_space']} and action "
+                f"space {payload['action_space']}, but the env has {agent.observation_space} and {agent.action_space}"
+            )
+        try:
+            agent.policy.load_state_dict(payload["policy"])
+        except RuntimeError as error:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} does not fit the policy its config builds: {error}"
+            ) from error
+        agent.num_timesteps = payload["num_timesteps"]
+        agent._load_training_state(payload["training_state"])
+        load_normalization_state(agent.env, payload["normalization"], training=True)
+        agent.checkpoint_extra = payload["extra"]
+        return agent
+
+
+def _map(fn: Callable[[Any], Any], observation: Any) -> Any:
+    if isinstance(observation, dict):
+        return {k: fn(v) for k, v in observation.items()}
+    if isinstance(observation, tuple):
+        return tuple(fn(v) for v in observation)
+    return fn(observation)
+
+
+def _first_array(observation: Any) -> Any:
+    if isinstance(observation, dict):
+        return next(iter(observation.values()))
+    if isinstance(observation, tuple):
+        return observation[0]
+    return observation

@@ -1,0 +1,238 @@
+"""Rollout storage for recurrent on-policy training, and the padded sequence layout the cores run on.
+
+A rollout of ``n_steps`` steps from ``n_envs`` envs is cut along time into *chunks* of ``seq_len``
+steps; the core state at the start of each chunk is stored during the rollout. A minibatch is a
+set of whole chunks, so it always holds ``batch_size`` steps. Inside a minibatch, each chunk is cut
+again where an episode starts into *pieces*; the pieces are padded to ``seq_len`` and run through
+the core in one call (one fused ``nn.LSTM`` kernel, no reset inside a sequence), starting from the
+chunk's stored state or, after an episode start, from zeros.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rl_lstm.policies import map_observation
+
+State = tuple[Tensor, ...]
+
+
+@dataclass
+class PieceLayout:
+    """Pieces of chunks: every run of steps inside one chunk that no episode start interrupts.
+
+    Arrays over pieces: ``chunk`` (which chunk), ``offset`` (first step inside the chunk), ``length``
+    (steps), ``resets`` (True where the piece begins an episode, so its core state starts at zero);
+    ``first_piece`` [num_chunks + 1] indexes the pieces of chunk c as ``first_piece[c]:first_piece[c+1]``.
+    """
+
+    chunk: np.ndarray
+    offset: np.ndarray
+    length: np.ndarray
+    resets: np.ndarray
+    first_piece: np.ndarray
+
+    @classmethod
+    def from_episode_starts(cls, episode_starts: np.ndarray) -> PieceLayout:
+        """Cut chunks ``[seq_len, num_chunks]`` at their episode starts."""
+        seq_len, num_chunks = episode_starts.shape
+        piece_begins = episode_starts.copy()
+        piece_begins[0] = True
+        chunks, steps = np.nonzero(piece_begins.T)  # ordered by chunk, then by step
+        offset = steps.astype(np.int64)
+        next_offset = np.append(offset[1:], seq_len)
+        last_of_chunk = np.append(chunks[1:] != chunks[:-1], True)
+        next_offset[last_of_chunk] = seq_len
+        first_piece = np.searchsorted(chunks, np.arange(num_chunks + 1))
+        return cls(
+            chunk=chunks.astype(np.int64),
+            offset=offset,
+            length=next_offset - offset,
+            resets=episode_starts[offset, chunks],
+            first_piece=first_piece,
+        )
+
+    def pieces_of(self, chunks: np.ndarray) -> np.ndarray:
+        """Indices of every piece of the given chunks."""
+        starts, ends = self.first_piece[chunks], self.first_piece[chunks + 1]
+        counts = ends - starts
+        # Concatenated aranges without a Python loop: start of each run repeated, plus a running offset.
+        within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        return np.repeat(starts, counts) + within
+
+
+@dataclass
+class SequenceBatch:
+    """A minibatch of padded pieces: tensors ``[seq_len, num_pieces, ...]`` and their start state."""
+
+    observations: Any
+    actions: Tensor
+    action_masks: Tensor | None
+    old_log_probs: Tensor
+    old_values: Tensor
+    advantages: Tensor
+    returns: Tensor
+    inside: Tensor  # [seq_len, num_pieces] bool: a step of the rollout (not padding)
+    valid: Tensor  # [seq_len, num_pieces] bool: a real transition (inside, and not an autoreset step)
+    initial_state: State
+    episode_starts: Tensor  # all False: pieces never contain a reset after step 0
+
+
+class RolloutBuffer:
+    """Steps of ``n_envs`` envs over ``n_steps``, with the core state at the start of every chunk."""
+
+    def __init__(self, n_steps: int, n_envs: int, seq_len: int, device: torch.device):
+        if n_steps % seq_len:
+            raise ValueError(f"n_steps ({n_steps}) must be a multiple of seq_len ({seq_len})")
+        self.n_steps, self.n_envs, self.seq_len, self.device = n_steps, n_envs, seq_len, device
+        self.observations: list[Any] = []
+        self.actions = None
+        self.action_masks: np.ndarray | None = None
+        self.rewards = np.zeros((n_steps, n_envs), dtype=np.float32)
+        self.terminated = np.zeros((n_steps, n_envs), dtype=bool)
+        self.truncated = np.zeros((n_steps, n_envs), dtype=bool)
+        self.episode_starts = np.zeros((n_steps, n_envs), dtype=bool)
+        self.valid = np.zeros((n_steps, n_envs), dtype=bool)
+        self.values = np.zeros((n_steps, n_envs), dtype=np.float32)
+        self.log_probs = np.zeros((n_steps, n_envs), dtype=np.float32)
+        self.advantages = np.zeros((n_steps, n_envs), dtype=np.float32)
+        self.returns = np.zeros((n_steps, n_envs), dtype=np.float32)
+        self.chunk_states: list[State] = []
+        self.step = 0
+
+    def reset(self) -> None:
+        """Start a new rollout."""
+        self.observations = []
+        self.chunk_states = []
+        self.step = 0
+
+    def add(
+        self,
+        observations: Any,
+        actions: np.ndarray,
+        action_masks: np.ndarray | None,
+        log_probs: np.ndarray,
+        values: np.ndarray,
+        episode_starts: np.ndarray,
+        valid: np.ndarray,
+        state_before: State,
+    ) -> None:
+        """Record one step of every env; ``state_before`` is the core state the step was taken from."""
+        t = self.step
+        if t % self.seq_len == 0:
+            self.chunk_states.append(tuple(s.detach().clone() for s in state_before))
+        if self.actions is None:
+            self.actions = np.zeros((self.n_steps, *np.shape(actions)), dtype=np.asarray(actions).dtype)
+        if action_masks is not None and self.action_masks is None:
+            self.action_masks = np.ones((self.n_steps, *action_masks.shape), dtype=bool)
+        self.observations.append(map_observation(np.copy, observations))
+        self.actions[t] = actions
+        if action_masks is not None:
+            self.action_masks[t] = action_masks
+        self.log_probs[t] = log_probs
+        self.values[t] = values
+        self.episode_starts[t] = episode_starts
+        self.valid[t] = valid
+        self.step += 1
+
+    def add_outcome(self, rewards: np.ndarray, terminated: np.ndarray, truncated: np.ndarray) -> None:
+        """Record what the env returned for the step just added."""
+        t = self.step - 1
+        self.rewards[t] = rewards
+        self.terminated[t] = terminated
+        self.truncated[t] = truncated
+
+    @property
+    def full(self) -> bool:
+        return self.step == self.n_steps
+
+    def compute_advantages(self, last_values: np.ndarray, gamma: float, gae_lambda: float) -> None:
+        """GAE(lambda) over the rollout, bootstrapping at truncation and at the rollout's end.
+
+        Under gymnasium 1.x's NEXT_STEP autoreset, the step after an episode ends is not a transition:
+        the value computed there is the value of the terminal observation, which is what a truncated
+        step bootstraps from; the step itself is masked out of the loss (``valid`` False).
+        """
+        next_values = np.append(self.values[1:], last_values[None], axis=0)
+        not_terminal = 1.0 - self.terminated
+        continues = 1.0 - (self.terminated | self.truncated)
+        deltas = self.rewards + gamma * not_terminal * next_values - self.values
+        running = np.zeros(self.n_envs, dtype=np.float32)
+        for t in reversed(range(self.n_steps)):
+            running = deltas[t] + gamma * gae_lambda * continues[t] * running
+            self.advantages[t] = running
+        self.returns = self.advantages + self.values
+
+    def _chunked(self, array: np.ndarray) -> np.ndarray:
+        """``[n_steps, n_envs, ...]`` to ``[seq_len, num_chunks, ...]``, chunk index = block * n_envs + env."""
+        blocks = self.n_steps // self.seq_len
+        shaped = array.reshape(blocks, self.seq_len, self.n_envs, *array.shape[2:])
+        return np.swapaxes(shaped, 0, 1).reshape(self.seq_len, blocks * self.n_envs, *array.shape[2:])
+
+    def prepare(self) -> None:
+        """Lay the finished rollout out as chunks once, for all the epochs of an update."""
+        to_tensor = lambda a: torch.as_tensor(self._chunked(a), device=self.device)  # noqa: E731
+        self._chunked_observations = map_observation(self._chunked, _stack_observations(self.observations))
+        self._tensors = {
+            "actions": to_tensor(self.actions),
+            "old_log_probs": to_tensor(self.log_probs),
+            "old_values": to_tensor(self.values),
+            "advantages": to_tensor(self.advantages),
+            "returns": to_tensor(self.returns),
+            "valid": to_tensor(self.valid),
+        }
+        self._action_masks = None if self.action_masks is None else to_tensor(self.action_masks)
+        self._chunk_states = tuple(torch.cat(parts, dim=1) for parts in zip(*self.chunk_states))  # [L, chunks, H]
+        self._layout = PieceLayout.from_episode_starts(self._chunked(self.episode_starts))
+
+    def minibatches(self, batch_size: int, rng: np.random.Generator) -> Iterator[SequenceBatch]:
+        """One epoch of shuffled minibatches of whole chunks, ``batch_size`` steps each (call :meth:`prepare` first)."""
+        num_chunks = self.n_steps * self.n_envs // self.seq_len
+        chunks_per_batch = batch_size // self.seq_len
+        layout, data = self._layout, self._tensors
+        order = rng.permutation(num_chunks)
+        steps_in_piece = np.arange(self.seq_len)[:, None]
+        for first in range(0, num_chunks - chunks_per_batch + 1, chunks_per_batch):
+            pieces = layout.pieces_of(order[first : first + chunks_per_batch])
+            piece_chunks = layout.chunk[pieces]
+            source_steps = np.minimum(layout.offset[pieces] + steps_in_piece, self.seq_len - 1)  # [L, P]
+            inside = torch.as_tensor(steps_in_piece < layout.length[pieces], device=self.device)
+            steps_index = torch.as_tensor(source_steps, device=self.device)
+            piece_chunks_index = torch.as_tensor(piece_chunks, device=self.device)
+            index = (steps_index, piece_chunks_index.expand(source_steps.shape))  # picks [L, P] from [L, chunks]
+            starts_at_zero = torch.as_tensor(layout.resets[pieces] | (layout.offset[pieces] > 0), device=self.device)
+            initial_state = tuple(
+                torch.where(starts_at_zero[None, :, None], 0.0, s[:, piece_chunks_index]) for s in self._chunk_states
+            )
+            yield SequenceBatch(
+                observations=map_observation(
+                    lambda a: a[source_steps, piece_chunks[None, :]],  # noqa: B023
+                    self._chunked_observations,
+                ),
+                actions=data["actions"][index],
+                action_masks=None if self._action_masks is None else self._action_masks[index],
+                old_log_probs=data["old_log_probs"][index],
+                old_values=data["old_values"][index],
+                advantages=data["advantages"][index],
+                returns=data["returns"][index],
+                inside=inside,
+                valid=data["valid"][index] & inside,
+                initial_state=initial_state,
+                episode_starts=torch.zeros(source_steps.shape, dtype=torch.bool, device=self.device),
+            )
+
+
+def _stack_observations(steps: list[Any]) -> Any:
+    """Stack per-step observations (arrays, or dicts/tuples of arrays) into ``[n_steps, n_envs, ...]``."""
+    first = steps[0]
+    if isinstance(first, dict):
+        return {key: np.stack([step[key] for step in steps]) for key in first}
+    if isinstance(first, tuple):
+        return tuple(np.stack([step[i] for step in steps]) for i in range(len(first)))
+    return np.stack(steps)

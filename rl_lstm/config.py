@@ -1,0 +1,139 @@
+"""Configs are data: dataclass defaults, then the shipped YAML preset for the env, then a user file, then ``--set``.
+
+Every key is checked against the dataclass: an unknown key is an error listing the closest valid keys,
+a value of the wrong type is an error naming the expected type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from rl_lstm.errors import ConfigError
+
+PRESETS_DIR = Path(__file__).parent / "presets"
+Config = TypeVar("Config")
+
+
+def _close_matches(name: str, candidates: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.5)
+    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
+def _coerce(key: str, value: Any, annotation: Any) -> Any:
+    """``value`` as the type ``annotation`` allows, or a ConfigError naming the key and the type."""
+    origin = typing.get_origin(annotation)
+    arguments = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in arguments:
+            return None
+        errors = []
+        for option in (a for a in arguments if a is not type(None)):
+            try:
+                return _coerce(key, value, option)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0])
+    if annotation is typing.Any:
+        return value
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+    elif annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif annotation is str:
+        if isinstance(value, str):
+            return value
+    elif origin is tuple:
+        if isinstance(value, (list, tuple)):
+            element = arguments[0] if arguments else typing.Any
+            return tuple(_coerce(key, item, element) for item in value)
+    elif origin is dict or annotation is dict:
+        if isinstance(value, dict):
+            return dict(value)
+    else:
+        return value
+    expected = getattr(annotation, "__name__", str(annotation))
+    raise ConfigError(f"{key} must be {expected}, got {value!r} ({type(value).__name__})")
+
+
+def build_config(config_class: type[Config], values: dict[str, Any]) -> Config:
+    """An instance of the dataclass ``config_class`` from ``values``, every key and type checked."""
+    fields = {f.name: f for f in dataclasses.fields(config_class)}
+    hints = typing.get_type_hints(config_class)
+    checked = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(
+                f"unknown key {key!r} for {config_class.__name__}.{_close_matches(key, fields)} "
+                f"Valid keys: {', '.join(sorted(fields))}."
+            )
+        checked[key] = _coerce(key, value, hints[key])
+    config = config_class(**checked)
+    validate = getattr(config, "validate", None)
+    if validate is not None:
+        validate()
+    return config
+
+
+def parse_assignments(assignments: list[str], option: str = "--set") -> dict[str, Any]:
+    """``["lr=1e-3", "net_arch_pi=[64, 64]"]`` as a dict, each value read as YAML (so numbers are numbers)."""
+    values = {}
+    for assignment in assignments:
+        key, separator, text = assignment.partition("=")
+        if not separator or not key.strip():
+            raise ConfigError(f"{option} expects key=value, got {assignment!r}")
+        values[key.strip()] = yaml.safe_load(text) if text.strip() else ""
+    return values
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping from a file, or a ConfigError saying why it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        content = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {error}") from error
+    if not isinstance(content, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of key: value, not {type(content).__name__}")
+    return content
+
+
+def preset(agent: str, env_id: str) -> dict[str, Any]:
+    """The shipped hyperparameters of ``agent`` for ``env_id``: its ``default`` entry updated by the env's entry."""
+    path = PRESETS_DIR / f"{agent}.yaml"
+    if not path.exists():
+        return {}
+    presets = read_yaml(path)
+    return {**presets.get("default", {}), **presets.get(env_id, {})}
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A dataclass config as plain YAML-friendly data (tuples as lists)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return {f.name: plain(getattr(config, f.name)) for f in dataclasses.fields(config)}
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise ConfigError(message) unless ``condition``: the shape of every range check in configs."""
+    if not condition:
+        raise ConfigError(message)

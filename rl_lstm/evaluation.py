@@ -1,0 +1,438 @@
+"""Evaluate a saved agent: returns with a bootstrap confidence interval, success rate, videos, and a memory plot.
+
+``rl-lstm evaluate RUN_DIR_OR_CHECKPOINT`` (or ``python scripts/evaluate.py``) loads the agent, runs a fixed
+number of episodes on a fresh vector env of the env it was trained on, prints the statistics and writes
+``eval.json``; ``--video`` records episodes with gymnasium's ``RecordVideo`` and ``--plot-memory`` draws the
+cell state of every core unit over one episode (on the T-maze a trained agent holds the cue there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import json
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.wrappers import NormalizeObservation, RecordVideo
+from matplotlib.figure import Figure
+from rich.console import Console
+from rich.table import Table
+
+from agents import agent_class
+from rl_lstm.agent import RecurrentAgent
+from rl_lstm.checkpoints import load_checkpoint
+from rl_lstm.errors import ConfigError, RLLSTMError
+from rl_lstm.vec_env import (
+    action_masks,
+    load_normalization_state,
+    make_vector_env,
+    normalization_state,
+    resolve_env_id,
+)
+
+# Bootstrap resamples are drawn in blocks of at most this many indices, so 10,000 resamples of a long
+# evaluation do not allocate a [resamples, episodes] array of gigabytes.
+BOOTSTRAP_BLOCK_ELEMENTS = 2_000_000
+
+
+class MissingDependencyError(RLLSTMError, ImportError):
+    """An optional dependency (an extra of the rl-lstm package) that a requested feature needs is not installed."""
+
+
+@dataclass
+class EvaluationResult:
+    """The outcome of each evaluated episode, in the order the episodes ended."""
+
+    returns: np.ndarray  # [episodes] float: undiscounted sum of the env's (unnormalized) rewards
+    lengths: np.ndarray  # [episodes] int: steps per episode
+    successes: np.ndarray | None  # [episodes] bool: the env's info["is_success"]; None if the env never reports it
+
+    def __post_init__(self) -> None:
+        self.returns = np.asarray(self.returns, dtype=np.float64)
+        self.lengths = np.asarray(self.lengths, dtype=np.int64)
+        if self.successes is not None:
+            self.successes = np.asarray(self.successes, dtype=bool)
+        if len(self.returns) == 0:
+            raise ConfigError("an evaluation result needs at least one episode")
+
+    @property
+    def num_episodes(self) -> int:
+        """How many episodes were evaluated."""
+        return len(self.returns)
+
+    @property
+    def mean_return(self) -> float:
+        """Mean episode return."""
+        return float(self.returns.mean())
+
+    @property
+    def std_return(self) -> float:
+        """Standard deviation of the episode returns (of the episodes, not of the mean; ddof 0 as in SB3)."""
+        return float(self.returns.std())
+
+    @property
+    def success_rate(self) -> float | None:
+        """Fraction of episodes the env called a success, or ``None`` if it reports no ``is_success``."""
+        return None if self.successes is None else float(self.successes.mean())
+
+    @property
+    def mean_length(self) -> float:
+        """Mean episode length in steps."""
+        return float(self.lengths.mean())
+
+    def confidence_interval(self, level: float = 0.95, resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
+        """Percentile bootstrap confidence interval ``(low, high)`` of the mean return."""
+        if not 0 < level < 1:
+            raise ConfigError(f"confidence level must lie strictly between 0 and 1, got {level}")
+        if resamples < 1:
+            raise ConfigError(f"resamples must be at least 1, got {resamples}")
+        rng = np.random.default_rng(seed)
+        episodes = self.num_episodes
+        resampled_means = np.empty(resamples)
+        block = max(1, BOOTSTRAP_BLOCK_ELEMENTS // episodes)
+        for start in range(0, resamples, block):
+            stop = min(start + block, resamples)
+            indices = rng.integers(0, episodes, size=(stop - start, episodes))  # [block, episodes]
+            resampled_means[start:stop] = self.returns[indices].mean(axis=1)
+        tail = 100 * (1 - level) / 2
+        low, high = np.percentile(resampled_means, [tail, 100 - tail])
+        return float(low), float(high)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Summary statistics and every episode's outcome, as plain JSON types."""
+        low, high = self.confidence_interval()
+        return {
+            "num_episodes": self.num_episodes,
+            "mean_return": self.mean_return,
+            "std_return": self.std_return,
+            "confidence_interval_95": [low, high],
+            "success_rate": self.success_rate,
+            "mean_length": self.mean_length,
+            "returns": self.returns.tolist(),
+            "lengths": self.lengths.tolist(),
+            "successes": None if self.successes is None else self.successes.tolist(),
+        }
+
+
+def load_agent(path: str | Path) -> RecurrentAgent:
+    """The agent saved in a run folder (its ``checkpoints/latest.pt``) or in a checkpoint file."""
+    name = load_checkpoint(path)["agent"]
+    return agent_class(name).load(path)
+
+
+@contextlib.contextmanager
+def _seeded_torch(seed: int) -> Iterator[None]:
+    """Seed torch's generator for stochastic actions, leaving the caller's generator as it was."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        yield
+
+
+def _observation_statistics(agent: RecurrentAgent) -> dict[str, Any]:
+    """The agent's observation normalization statistics (empty if it trained without them); rewards stay raw."""
+    saved = normalization_state(agent.env)
+    return {"observation": saved["observation"]} if "observation" in saved else {}
+
+
+def evaluate_agent(
+    agent: RecurrentAgent,
+    num_episodes: int = 100,
+    deterministic: bool = True,
+    seed: int = 0,
+    num_envs: int | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+) -> EvaluationResult:
+    """Run ``num_episodes`` episodes of ``agent`` on a fresh vector env of its env id.
+
+    ``num_envs`` copies (default: the agent's ``num_envs``, at most ``num_episodes``) each run a fixed quota
+    of episodes, so the result is not biased toward short episodes. ``env_kwargs`` override the agent's own.
+    Observations are normalized with the agent's training statistics, frozen.
+    """
+    if num_episodes < 1:
+        raise ConfigError(f"num_episodes must be at least 1, got {num_episodes}")
+    num_envs = min(num_episodes, agent.config.num_envs if num_envs is None else num_envs)
+    statistics = _observation_statistics(agent)
+    env = make_vector_env(
+        agent.env_id,
+        num_envs,
+        env_kwargs={**agent.config.env_kwargs, **(env_kwargs or {})},
+        vectorization=agent.config.vectorization,
+        normalize_observations="observation" in statistics,
+    )
+    load_normalization_state(env, statistics, training=False)
+    quotas = np.full(num_envs, num_episodes // num_envs)
+    quotas[: num_episodes % num_envs] += 1
+    finished = np.zeros(num_envs, dtype=np.int64)
+    returns: list[float] = []
+    lengths: list[int] = []
+    successes: list[bool] = []
+    any_success_reported = False
+    try:
+        observations, infos = env.reset(seed=seed)
+        state = None
+        episode_starts = np.ones(num_envs, dtype=bool)
+        autoresetting = np.zeros(num_envs, dtype=bool)
+        with _seeded_torch(seed):
+            while (finished < quotas).any():
+                actions, state = agent.predict(
+                    observations, state, episode_start=episode_starts, deterministic=deterministic,
+                    action_masks=action_masks(env, infos),
+                )
+                observations, _, terminated, truncated, infos = env.step(actions)
+                done = terminated | truncated
+                reported = infos.get("_is_success", np.zeros(num_envs, dtype=bool))
+                for i in np.flatnonzero(done & (finished < quotas)):
+                    returns.append(float(infos["episode"]["r"][i]))
+                    lengths.append(int(infos["episode"]["l"][i]))
+                    # An episode that ends without reporting success (e.g. cut by a TimeLimit) did not succeed.
+                    successes.append(bool(reported[i] and infos["is_success"][i]))
+                    any_success_reported |= bool(reported[i])
+                    finished[i] += 1
+                # Under NEXT_STEP autoreset the step after an episode ends returns the next episode's first
+                # observation: that observation, not the one returned with done, starts an episode.
+                episode_starts = autoresetting
+                autoresetting = done
+    finally:
+        env.close()
+    return EvaluationResult(np.array(returns), np.array(lengths), np.array(successes) if any_success_reported else None)
+
+
+def _make_single_env(agent: RecurrentAgent, render_mode: str | None) -> gym.Env:
+    """One copy of the agent's env with its env_kwargs (unnormalized: wrap it with :func:`_normalize_like`)."""
+    return gym.make(resolve_env_id(agent.env_id), render_mode=render_mode, **agent.config.env_kwargs)
+
+
+def _normalize_like(agent: RecurrentAgent, env: gym.Env) -> gym.Env:
+    """``env`` with the agent's frozen observation normalization, if it trained with one."""
+    statistics = _observation_statistics(agent)
+    if not statistics:
+        return env
+    env = NormalizeObservation(env)
+    load_normalization_state(env, statistics, training=False)
+    return env
+
+
+def _single_action_mask(env: gym.Env, info: dict[str, Any]) -> np.ndarray | None:
+    """The allowed actions now, read as :func:`rl_lstm.vec_env.action_masks` reads them, for a single env."""
+    method = getattr(env.unwrapped, "action_masks", None)
+    masks = method() if callable(method) else None
+    if masks is None:
+        masks = info.get("action_mask")
+    return None if masks is None else np.asarray(masks, dtype=bool)
+
+
+def _play_episode(
+    agent: RecurrentAgent, env: gym.Env, seed: int | None, deterministic: bool, max_steps: int | None = None
+) -> Iterator[tuple[Any, tuple[np.ndarray, ...], float]]:
+    """Play one episode (batch of 1), yielding ``(observation, core state after it, reward)`` at each step."""
+    observation, info = env.reset(seed=seed)
+    state = None
+    step = 0
+    while max_steps is None or step < max_steps:
+        action, state = agent.predict(
+            observation, state, episode_start=np.array([step == 0]), deterministic=deterministic,
+            action_masks=_single_action_mask(env, info),
+        )
+        next_observation, reward, terminated, truncated, info = env.step(action)
+        yield observation, state, float(reward)
+        if terminated or truncated:
+            return
+        observation = next_observation
+        step += 1
+
+
+def _require_moviepy() -> None:
+    try:
+        importlib.import_module("moviepy")
+    except ImportError as error:
+        raise MissingDependencyError(
+            "recording videos needs moviepy, which is not installed; run: pip install 'rl-lstm[video]'"
+        ) from error
+
+
+def record_video(
+    agent: RecurrentAgent, video_dir: str | Path, episodes: int = 1, seed: int = 0, deterministic: bool = True
+) -> list[Path]:
+    """Record ``episodes`` episodes of ``agent`` as .mp4 files in ``video_dir``; the paths written."""
+    _require_moviepy()
+    if episodes < 1:
+        raise ConfigError(f"video episodes must be at least 1, got {episodes}")
+    video_dir = Path(video_dir)
+    name_prefix = re.sub(r"[^\w.-]", "-", agent.env_id)
+    recorder = RecordVideo(
+        _make_single_env(agent, render_mode="rgb_array"), str(video_dir), episode_trigger=lambda _: True,
+        name_prefix=name_prefix,
+    )
+    env = _normalize_like(agent, recorder)
+    try:
+        with _seeded_torch(seed):
+            for episode in range(episodes):
+                # Later episodes continue the env's random stream instead of replaying the first one.
+                for _ in _play_episode(agent, env, seed if episode == 0 else None, deterministic):
+                    pass
+    finally:
+        env.close()  # writes the last episode's video
+    written = [video_dir / f"{name_prefix}-episode-{episode}.mp4" for episode in range(episodes)]
+    return [path for path in written if path.is_file()]
+
+
+@dataclass
+class MemoryTrace:
+    """What the agent saw and held at each step of one episode."""
+
+    env_id: str
+    observations: np.ndarray  # [T, D]: the observation the policy received at each step, flattened
+    cell_states: np.ndarray  # [T, H]: the actor core's memory after that observation
+    rewards: np.ndarray  # [T]: the reward of the action taken at each step
+
+    @property
+    def episode_return(self) -> float:
+        """Sum of the rewards over the traced steps."""
+        return float(self.rewards.sum())
+
+
+def record_memory(
+    agent: RecurrentAgent, seed: int = 0, max_steps: int = 1000, deterministic: bool = True
+) -> MemoryTrace:
+    """Play one episode (at most ``max_steps`` steps) and record each step's observation and core memory."""
+    env = _normalize_like(agent, _make_single_env(agent, render_mode=None))
+    observations, cell_states, rewards = [], [], []
+    try:
+        with _seeded_torch(seed), torch.no_grad():
+            for observation, state, reward in _play_episode(agent, env, seed, deterministic, max_steps):
+                observations.append(gym.spaces.flatten(env.observation_space, observation))
+                memory = agent.policy.memory(tuple(torch.as_tensor(s, device=agent.device) for s in state))  # [1, H]
+                cell_states.append(memory[0].cpu().numpy())
+                rewards.append(reward)
+    finally:
+        env.close()
+    return MemoryTrace(agent.env_id, np.array(observations, dtype=np.float64), np.array(cell_states), np.array(rewards))
+
+
+def plot_memory(
+    agent: RecurrentAgent, path: str | Path, seed: int = 0, max_steps: int = 1000, deterministic: bool = True
+) -> Path:
+    """Draw one episode's observations (top) and every core unit's cell state (bottom) over time as a PNG."""
+    trace = record_memory(agent, seed=seed, max_steps=max_steps, deterministic=deterministic)
+    steps = len(trace.rewards)
+    # A Figure without pyplot renders PNGs with Agg and touches no global backend state.
+    figure = Figure(figsize=(max(6.0, min(20.0, 0.15 * steps + 4)), 7), layout="constrained")
+    observation_axes, memory_axes = figure.subplots(2, 1, sharex=True, height_ratios=[1, 3])
+    # Pixel centres on whole steps and rows, row 0 on top, so both panels share one step axis.
+    first, last = -0.5, steps - 0.5
+    image = observation_axes.imshow(
+        trace.observations.T, aspect="auto", interpolation="nearest", cmap="viridis",
+        extent=(first, last, trace.observations.shape[1] - 0.5, -0.5),
+    )
+    figure.colorbar(image, ax=observation_axes, label="value")
+    normalized = " (normalized as in training)" if _observation_statistics(agent) else ""
+    observation_axes.set_ylabel(f"observation{normalized}\ncomponent")
+    # A symmetric range centres the diverging colormap on zero, so the sign a unit holds reads at a glance.
+    magnitude = max(float(np.abs(trace.cell_states).max()), 1e-6)
+    image = memory_axes.imshow(
+        trace.cell_states.T, aspect="auto", interpolation="nearest", cmap="RdBu_r", vmin=-magnitude, vmax=magnitude,
+        extent=(first, last, trace.cell_states.shape[1] - 0.5, -0.5),
+    )
+    figure.colorbar(image, ax=memory_axes, label="cell state")
+    memory_axes.set_ylabel("core unit")
+    memory_axes.set_xlabel("step")
+    figure.suptitle(f"{trace.env_id}: return {trace.episode_return:.2f} over {steps} steps (seed {seed})")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    return path
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rl-lstm evaluate",
+        description="Evaluate a saved agent: mean return with a 95% bootstrap CI, success rate, mean length; "
+        "writes eval.json.",
+    )
+    parser.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT", help="a run folder or a checkpoint .pt file")
+    parser.add_argument("--episodes", type=_positive_int, default=100, help="episodes to evaluate (default 100)")
+    parser.add_argument("--stochastic", action="store_true", help="sample actions (default: the most likely action)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the env copies and of sampled actions")
+    parser.add_argument("--num-envs", type=_positive_int, default=None,
+                        help="env copies stepped together (default: the agent's num_envs, at most --episodes)")
+    parser.add_argument("--video", action="store_true", help="record episodes into OUTPUT/videos/ (needs moviepy)")
+    parser.add_argument("--video-episodes", type=_positive_int, default=1, help="episodes to record (default 1)")
+    parser.add_argument("--plot-memory", action="store_true",
+                        help="draw one episode's observations and cell states into OUTPUT/memory.png")
+    parser.add_argument("--output", default=None,
+                        help="folder for eval.json, videos and plots (default: the run folder, or the checkpoint's)")
+    return parser
+
+
+def _print_summary(report: dict[str, Any], written: list[Path]) -> None:
+    mode = "deterministic" if report["deterministic"] else "stochastic"
+    table = Table(title=f"{report['env_id']}: {report['num_episodes']} episodes, {mode} actions, seed {report['seed']}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    low, high = report["confidence_interval_95"]
+    table.add_row("mean return", f"{report['mean_return']:.3f}")
+    table.add_row("std return", f"{report['std_return']:.3f}")
+    table.add_row("95% bootstrap CI of the mean", f"[{low:.3f}, {high:.3f}]")
+    if report["success_rate"] is not None:
+        table.add_row("success rate", f"{report['success_rate']:.1%}")
+    table.add_row("mean episode length", f"{report['mean_length']:.1f}")
+    console = Console()
+    console.print(table)
+    for path in written:
+        console.print(f"wrote {path}", markup=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``rl-lstm evaluate``: 0 on success, 2 on a user error (printed as one line)."""
+    args = _parser().parse_args(argv)
+    source = Path(args.path)
+    output = Path(args.output) if args.output is not None else (source if source.is_dir() else source.parent)
+    deterministic = not args.stochastic
+    try:
+        if args.video:
+            _require_moviepy()  # fail before a long evaluation, not after it
+        agent = load_agent(source)
+        result = evaluate_agent(
+            agent, num_episodes=args.episodes, deterministic=deterministic, seed=args.seed, num_envs=args.num_envs
+        )
+        output.mkdir(parents=True, exist_ok=True)
+        report: dict[str, Any] = {
+            "checkpoint": str(source),
+            "agent": agent.name,
+            "env_id": agent.env_id,
+            "env_kwargs": agent.config.env_kwargs,
+            "num_timesteps": agent.num_timesteps,
+            "deterministic": deterministic,
+            "seed": args.seed,
+            **result.to_dict(),
+        }
+        written: list[Path] = []
+        if args.video:
+            written += record_video(agent, output / "videos", args.video_episodes, args.seed, deterministic)
+            report["videos"] = [str(path) for path in written]
+        if args.plot_memory:
+            written.append(plot_memory(agent, output / "memory.png", seed=args.seed, deterministic=deterministic))
+            report["memory_plot"] = str(written[-1])
+        (output / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
+        written.insert(0, output / "eval.json")
+    except (RLLSTMError, OSError) as error:
+        print(f"rl-lstm evaluate: error: {error}", file=sys.stderr)
+        return 2
+    _print_summary(report, written)
+    return 0

@@ -1,0 +1,105 @@
+"""Training logs: TensorBoard scalars under Stable-Baselines3's tag names, episode statistics, a progress bar."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+class EpisodeStatistics:
+    """Returns, lengths and successes of the last ``window`` finished episodes, read from vector env infos."""
+
+    def __init__(self, window: int = 100):
+        self.returns: deque[float] = deque(maxlen=window)
+        self.lengths: deque[int] = deque(maxlen=window)
+        self.successes: deque[bool] = deque(maxlen=window)
+        self.episodes = 0
+
+    def update(self, infos: dict[str, Any]) -> None:
+        """Take the episodes that ended in this step (``RecordEpisodeStatistics``'s ``infos["episode"]``)."""
+        if "episode" in infos:
+            ended = infos["_episode"]
+            self.returns.extend(np.asarray(infos["episode"]["r"])[ended].tolist())
+            self.lengths.extend(np.asarray(infos["episode"]["l"])[ended].tolist())
+            self.episodes += int(np.sum(ended))
+        if "is_success" in infos:
+            self.successes.extend(np.asarray(infos["is_success"])[infos["_is_success"]].tolist())
+
+    def summary(self) -> dict[str, float]:
+        """``rollout/...`` scalars over the window; empty until an episode has ended."""
+        scalars: dict[str, float] = {}
+        if self.returns:
+            scalars["rollout/ep_rew_mean"] = float(np.mean(self.returns))
+            scalars["rollout/ep_len_mean"] = float(np.mean(self.lengths))
+        if self.successes:
+            scalars["rollout/success_rate"] = float(np.mean(self.successes))
+        return scalars
+
+
+class TrainingLogger:
+    """TensorBoard events under ``log_dir`` plus an optional rich progress bar; both keyed by env steps."""
+
+    def __init__(self, log_dir: str | Path | None, total_timesteps: int, progress_bar: bool, start_step: int = 0):
+        self.writer = None
+        if log_dir is not None:
+            # Imported here: torch's TensorBoard writer costs a second to import and only logging runs need it.
+            from torch.utils.tensorboard import SummaryWriter
+
+            # A checkpoint at step S is written after the scalars of step S: purging from S + 1 drops only what a
+            # crashed run wrote after its last checkpoint, so a resumed curve continues without a fold or a gap.
+            self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=start_step + 1 if start_step > 0 else None)
+        self.latest: dict[str, float] = {}
+        self._start_time = time.perf_counter()
+        self._start_step = start_step
+        self.progress: Progress | None = None
+        if progress_bar:
+            self.progress = Progress(
+                TextColumn("[bold]training"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[speed]} steps/s"),
+                TextColumn("return {task.fields[ep_return]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+            )
+            self.progress.start()
+            self._task = self.progress.add_task(
+                "train", total=total_timesteps, completed=start_step, speed="-", ep_return="-"
+            )
+
+    def record(self, scalars: dict[str, float], step: int) -> None:
+        """Write scalars at env step ``step`` and remember them as the latest values."""
+        self.latest.update(scalars)
+        if self.writer is not None:
+            for tag, value in scalars.items():
+                self.writer.add_scalar(tag, value, step)
+
+    def steps_per_second(self, step: int) -> float:
+        """Env steps per second since this logger started."""
+        return (step - self._start_step) / max(time.perf_counter() - self._start_time, 1e-9)
+
+    def advance(self, step: int) -> None:
+        """Move the progress bar to ``step``."""
+        if self.progress is not None:
+            ep_return = self.latest.get("rollout/ep_rew_mean")
+            self.progress.update(
+                self._task,
+                completed=step,
+                speed=f"{self.steps_per_second(step):,.0f}",
+                ep_return="-" if ep_return is None else f"{ep_return:.3g}",
+            )
+
+    def close(self) -> None:
+        """Flush TensorBoard and stop the progress bar."""
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+        if self.writer is not None:
+            self.writer.flush()
+            self.writer.close()
+            self.writer = None

@@ -1,0 +1,185 @@
+"""A training run is a folder: resolved config, TensorBoard events, checkpoints; it can be resumed.
+
+runs/<env>/<agent>_<seed>_<time>/
+    config.yaml              the resolved run and agent config (what --resume reads)
+    events.out.tfevents.*    TensorBoard
+    checkpoints/latest.pt    every checkpoint_every env steps, at the end, and on Ctrl-C
+    checkpoints/best.pt      the best evaluation mean return so far
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from agents import agent_class
+from rl_lstm.agent import RecurrentAgent
+from rl_lstm.config import build_config, config_to_dict, preset, read_yaml, require
+from rl_lstm.errors import ConfigError
+from rl_lstm.vec_env import resolve_env_id
+
+CHECKPOINTS = "checkpoints"
+
+
+@dataclass
+class RunConfig:
+    """What a training run does beyond the agent's hyperparameters."""
+
+    agent: str = "ppo"  # trainer: one of agents.AGENTS
+    env: str = "rl_lstm/TMaze-v0"  # gymnasium id, or "package.module:Env-v0"
+    timesteps: int = 200_000  # env steps to train for in total
+    seed: int = 0  # seeds torch, numpy, Python and the envs; recorded in the run folder
+    device: str = "cpu"  # "cpu", "cuda" or "auto"
+    torch_threads: int = 1  # intra-op threads: small recurrent nets run fastest on one
+    eval_every: int = 25_000  # env steps between evaluations (0: no evaluation, no best checkpoint)
+    eval_episodes: int = 100  # episodes per evaluation
+    checkpoint_every: int = 25_000  # env steps between checkpoints/latest.pt
+    runs_dir: str = "runs"  # where run folders are made
+    progress_bar: bool = True  # show a progress bar
+
+    def validate(self) -> None:
+        """Range checks of the run keys."""
+        agent_class(self.agent)  # an unknown name is an error listing the agents and the closest ones
+        require(self.timesteps >= 1, f"timesteps must be at least 1, got {self.timesteps}")
+        require(self.eval_every >= 0, f"eval_every must be >= 0, got {self.eval_every}")
+        require(self.eval_episodes >= 1, f"eval_episodes must be at least 1, got {self.eval_episodes}")
+        require(self.checkpoint_every >= 1, f"checkpoint_every must be at least 1, got {self.checkpoint_every}")
+        require(self.torch_threads >= 1, f"torch_threads must be at least 1, got {self.torch_threads}")
+
+
+def resolve_config(values: dict[str, Any]) -> tuple[RunConfig, Any]:
+    """Split flat ``values`` into the run config and the agent's hyperparameters over its env preset.
+
+    Order of precedence, lowest first: dataclass defaults, the shipped preset for (agent, env), ``values``.
+    A key that is neither a run key nor a hyperparameter of the agent is an error listing both.
+    """
+    run_keys = {f.name for f in dataclasses.fields(RunConfig)}
+    run_config = build_config(RunConfig, {k: v for k, v in values.items() if k in run_keys})
+    run_config.env = resolve_env_id(run_config.env) if ":" not in run_config.env else run_config.env
+    config_class = agent_class(run_config.agent).config_class
+    agent_keys = {f.name for f in dataclasses.fields(config_class)}
+    unknown = [k for k in values if k not in run_keys and k not in agent_keys]
+    if unknown:
+        # build_config names the closest keys of the agent's config; the run keys are listed after.
+        try:
+            build_config(config_class, {unknown[0]: values[unknown[0]]})
+        except ConfigError as error:
+            raise ConfigError(f"{error} Run keys: {', '.join(sorted(run_keys))}.") from None
+    hyperparams = {**preset(run_config.agent, run_config.env), **{k: v for k, v in values.items() if k in agent_keys}}
+    return run_config, build_config(config_class, hyperparams)
+
+
+def new_run_dir(run_config: RunConfig) -> Path:
+    """A fresh folder ``runs/<env>/<agent>_<seed>_<time>``."""
+    env_name = run_config.env.replace("/", "_").replace(":", "_")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path(run_config.runs_dir) / env_name / f"{run_config.agent}_{run_config.seed}_{stamp}"
+    run_dir, suffix = base, 1
+    while run_dir.exists():
+        suffix += 1
+        run_dir = base.with_name(f"{base.name}-{suffix}")
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def write_run_config(run_dir: Path, run_config: RunConfig, hyperparams: Any) -> None:
+    """Record the resolved config (the seed among it) in the run folder."""
+    content = {**config_to_dict(run_config), "hyperparams": config_to_dict(hyperparams)}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(content, sort_keys=False))
+
+
+def read_run_config(run_dir: Path) -> tuple[RunConfig, dict[str, Any]]:
+    """The run config and hyperparameters that a run folder's config.yaml recorded."""
+    content = read_yaml(run_dir / "config.yaml")
+    hyperparams = content.pop("hyperparams", {})
+    return build_config(RunConfig, content), hyperparams
+
+
+class RunCallback:
+    """After each update: evaluate and keep the best, checkpoint, and stop cleanly on Ctrl-C."""
+
+    def __init__(self, run_dir: Path, run_config: RunConfig):
+        self.run_dir = run_dir
+        self.run_config = run_config
+        self.best_mean_return = -float("inf")
+        self.next_eval = 0
+        self.next_checkpoint = 0
+        self.interrupted = False
+
+    def schedule_from(self, num_timesteps: int) -> None:
+        """Set the next evaluation and checkpoint after ``num_timesteps`` (for fresh and resumed runs)."""
+        if self.run_config.eval_every:
+            self.next_eval = (num_timesteps // self.run_config.eval_every + 1) * self.run_config.eval_every
+        self.next_checkpoint = (
+            num_timesteps // self.run_config.checkpoint_every + 1
+        ) * self.run_config.checkpoint_every
+
+    def save_latest(self, agent: RecurrentAgent) -> None:
+        """Write checkpoints/latest.pt (atomically) with what the run needs to resume."""
+        agent.save(self.run_dir / CHECKPOINTS / "latest.pt", extra={"best_mean_return": self.best_mean_return})
+
+    def __call__(self, agent: RecurrentAgent) -> bool:
+        if self.run_config.eval_every and agent.num_timesteps >= self.next_eval:
+            from rl_lstm.evaluation import evaluate_agent
+
+            result = evaluate_agent(agent, num_episodes=self.run_config.eval_episodes, seed=self.run_config.seed)
+            scalars = {"eval/mean_reward": result.mean_return, "eval/mean_ep_length": result.mean_length}
+            if result.successes is not None:
+                scalars["eval/success_rate"] = result.success_rate
+            agent.logger.record(scalars, agent.num_timesteps)
+            if result.mean_return > self.best_mean_return:
+                self.best_mean_return = result.mean_return
+                agent.save(self.run_dir / CHECKPOINTS / "best.pt", extra={"best_mean_return": self.best_mean_return})
+            self.schedule_from(agent.num_timesteps)
+        if agent.num_timesteps >= self.next_checkpoint:
+            self.save_latest(agent)
+            self.schedule_from(agent.num_timesteps)
+        return not self.interrupted
+
+
+def train(run_config: RunConfig, hyperparams: Any, run_dir: Path | None = None, resume: bool = False) -> Path:
+    """Train (or resume) a run in its folder; returns the folder. Ctrl-C saves a checkpoint and returns."""
+    torch.set_num_threads(run_config.torch_threads)
+    if run_dir is None:
+        run_dir = new_run_dir(run_config)
+    write_run_config(run_dir, run_config, hyperparams)
+    cls = agent_class(run_config.agent)
+    callback = RunCallback(run_dir, run_config)
+    if resume:
+        agent = cls.load(run_dir / CHECKPOINTS / "latest.pt", device=run_config.device)
+        agent.tensorboard_log = str(run_dir)
+        callback.best_mean_return = agent.checkpoint_extra.get("best_mean_return", -float("inf"))
+    else:
+        agent = cls(
+            run_config.env,
+            seed=run_config.seed,
+            device=run_config.device,
+            tensorboard_log=str(run_dir),
+            **config_to_dict(hyperparams),
+        )
+    callback.schedule_from(agent.num_timesteps)
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        callback.interrupted = True
+        signal.signal(signal.SIGINT, previous_handler)  # a second Ctrl-C stops at once
+
+    previous_handler = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        remaining = run_config.timesteps - agent.num_timesteps
+        if remaining > 0:
+            agent.learn(remaining, callback=callback, progress_bar=run_config.progress_bar)
+        callback.save_latest(agent)
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+        agent.env.close()
+    run_dir.joinpath("interrupted").unlink(missing_ok=True)
+    if callback.interrupted:
+        run_dir.joinpath("interrupted").touch()
+    return run_dir

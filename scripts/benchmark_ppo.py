@@ -1,0 +1,575 @@
+"""Recurrent PPO benchmarks: ours against sb3-contrib's RecurrentPPO, and ours alone on the memory tasks.
+
+    python scripts/benchmark.py ppo-vs-sb3 --timesteps 100000 --seeds 3
+    python scripts/benchmark.py ppo-vs-sb3 --env rl_lstm/TMaze-v0 --env-kwargs length=10
+    python scripts/benchmark.py ppo --seeds 5 --tasks rl_lstm/TMaze-v0:length=50 "rl_lstm/CountRecallEasy-v0@return>=.5"
+
+``add_parsers`` registers both subcommands on scripts/benchmark.py's parser; each subcommand's ``run(args)``
+returns its markdown section, which scripts/benchmark.py writes into docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from sb3_contrib import RecurrentPPO as Sb3ContribRecurrentPPO
+from stable_baselines3 import PPO as Sb3PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.utils import LinearSchedule
+from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecNormalize, sync_envs_normalization
+from torch import nn
+
+import envs  # noqa: F401  (registers the rl_lstm/ env ids with gymnasium)
+from agents.ppo import RecurrentPPO
+from rl_lstm.config import parse_assignments, preset
+from rl_lstm.errors import ConfigError
+from rl_lstm.evaluation import EvaluationResult, evaluate_agent
+
+# Evaluation envs are seeded away from the training seeds 0, 1, ..., so no evaluation episode replays the start
+# of a training run.
+EVALUATION_SEED = 1_000
+
+ZOO_URL = "https://github.com/DLR-RM/rl-baselines3-zoo/blob"
+ZOO_PPO_LSTM_COMMIT = "c94924e5b31bce36920f29d3eb18b975231bdec4"
+ZOO_PPO_COMMIT = "208b6fdf3a9aa24de44b2e068c6e5f6a07d97fcc"
+
+# rl-baselines3-zoo hyperparams/ppo_lstm.yml, entry CartPoleNoVel-v1 ("# Tuned") at ZOO_PPO_LSTM_COMMIT, in the
+# zoo's own vocabulary. Keys the entry leaves out take SB3's defaults (vf_coef 0.5, max_grad_norm 0.5, advantage
+# normalization on), which are also ours. "normalize: True" is VecNormalize of observations and rewards.
+ZOO_PPO_LSTM_CARTPOLE_NOVEL: dict[str, Any] = {
+    "normalize": True,
+    "n_envs": 8,
+    "n_timesteps": 100_000,
+    "policy": "MlpLstmPolicy",
+    "n_steps": 32,
+    "batch_size": 256,
+    "gae_lambda": 0.8,
+    "gamma": 0.98,
+    "n_epochs": 20,
+    "ent_coef": 0.0,
+    "learning_rate": "lin_0.001",
+    "clip_range": "lin_0.2",
+    "policy_kwargs": {
+        "ortho_init": False,
+        "activation_fn": nn.ReLU,
+        "lstm_hidden_size": 64,
+        "enable_critic_lstm": True,
+        "net_arch": {"pi": [64], "vf": [64]},
+    },
+}
+
+# rl-baselines3-zoo hyperparams/ppo.yml, entry CartPole-v1 ("# Tuned") at ZOO_PPO_COMMIT, plus the zoo's own
+# frame_stack key: the memoryless baseline sees the last 4 observations (velocities become differences).
+ZOO_PPO_CARTPOLE_FRAME_STACK: dict[str, Any] = {
+    "frame_stack": 4,
+    "n_envs": 8,
+    "n_timesteps": 100_000,
+    "policy": "MlpPolicy",
+    "n_steps": 32,
+    "batch_size": 256,
+    "gae_lambda": 0.8,
+    "gamma": 0.98,
+    "n_epochs": 20,
+    "ent_coef": 0.0,
+    "learning_rate": "lin_0.001",
+    "clip_range": "lin_0.2",
+}
+
+SB3_CONTRIB = "sb3-contrib RecurrentPPO"
+OURS = "rl_lstm RecurrentPPO"
+SB3_FRAME_STACK = "SB3 PPO, 4 stacked frames"
+COMPARISON_ORDER = (SB3_CONTRIB, OURS, SB3_FRAME_STACK)
+
+ACTIVATION_NAMES: dict[type[nn.Module], str] = {nn.ReLU: "relu", nn.Tanh: "tanh"}
+
+
+@dataclass
+class TrainingRun:
+    """One timed ``learn`` of one library and its evaluation afterwards."""
+
+    library: str
+    seed: int
+    env_steps: int  # env steps learn() took (whole rollouts, so a little above the budget)
+    training_seconds: float  # wall-clock of learn() alone
+    evaluation: EvaluationResult
+
+    @property
+    def steps_per_second(self) -> float:
+        """Env steps per wall-clock second of training."""
+        return self.env_steps / self.training_seconds
+
+
+def zoo_schedule(value: str | float) -> tuple[float, str]:
+    """A zoo schedule (``"lin_0.001"`` or a number) as our ``(start value, "linear" | "constant")``."""
+    if isinstance(value, str):
+        kind, start = value.split("_")
+        if kind != "lin":
+            raise ConfigError(f"zoo schedule {value!r} is not 'lin_<start>' or a number")
+        return float(start), "linear"
+    return float(value), "constant"
+
+
+def sb3_hyperparameters(zoo: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments an SB3 algorithm takes for a zoo entry (what the zoo's ExperimentManager passes)."""
+    copied = ("n_steps", "batch_size", "gae_lambda", "gamma", "n_epochs", "ent_coef")
+    hyperparameters = {key: zoo[key] for key in copied}
+    for key in ("learning_rate", "clip_range"):
+        start, schedule = zoo_schedule(zoo[key])
+        # The zoo's linear_schedule is progress_remaining * start: from start down to 0 at the end of learn().
+        hyperparameters[key] = LinearSchedule(start, 0.0, 1.0) if schedule == "linear" else start
+    if "policy_kwargs" in zoo:
+        hyperparameters["policy_kwargs"] = dict(zoo["policy_kwargs"])
+    return hyperparameters
+
+
+def our_hyperparameters(zoo: dict[str, Any]) -> dict[str, Any]:
+    """Our PPOConfig for an sb3-contrib zoo entry: the same algorithm and network, field by field."""
+    policy = zoo["policy_kwargs"]
+    if not policy["enable_critic_lstm"]:
+        raise ConfigError("a critic without an LSTM (enable_critic_lstm=False) has no counterpart in our policy")
+    learning_rate, lr_schedule = zoo_schedule(zoo["learning_rate"])
+    clip_range, clip_schedule = zoo_schedule(zoo["clip_range"])
+    return {
+        "num_envs": zoo["n_envs"],
+        "n_steps": zoo["n_steps"],
+        # sb3-contrib backpropagates through each env's whole n_steps rollout: one sequence per env.
+        "seq_len": zoo["n_steps"],
+        "batch_size": zoo["batch_size"],
+        "n_epochs": zoo["n_epochs"],
+        "gamma": zoo["gamma"],
+        "gae_lambda": zoo["gae_lambda"],
+        "ent_coef": zoo["ent_coef"],
+        "learning_rate": learning_rate,
+        "lr_schedule": lr_schedule,
+        "clip_range": clip_range,
+        "clip_schedule": clip_schedule,
+        "normalize_advantage": True,
+        "normalize_observations": zoo["normalize"],
+        "normalize_rewards": zoo["normalize"],
+        "core": "lstm",
+        "hidden_size": policy["lstm_hidden_size"],
+        "shared_core": False,
+        "net_arch_pi": tuple(policy["net_arch"]["pi"]),
+        "net_arch_vf": tuple(policy["net_arch"]["vf"]),
+        "activation": ACTIVATION_NAMES[policy["activation_fn"]],
+        "ortho_init": policy["ortho_init"],
+        # sb3-contrib keeps nn.LSTM's init; 0 is the nearest we set (our default opens the forget gate at 1).
+        "core_kwargs": {"forget_bias": 0.0},
+    }
+
+
+def make_sb3_env(zoo: dict[str, Any], env_id: str, env_kwargs: dict[str, Any], seed: int, training: bool) -> VecEnv:
+    """The zoo's env for an entry: a DummyVecEnv of Monitor-wrapped copies, normalized and frame-stacked as it says."""
+    env: VecEnv = make_vec_env(env_id, n_envs=zoo["n_envs"], seed=seed, env_kwargs=env_kwargs)
+    if zoo.get("normalize") and training:
+        env = VecNormalize(env, gamma=zoo["gamma"])
+    elif zoo.get("normalize"):
+        # As the zoo evaluates: statistics frozen (copied in from training), raw rewards.
+        env = VecNormalize(env, training=False, norm_reward=False)
+    if "frame_stack" in zoo:
+        env = VecFrameStack(env, n_stack=zoo["frame_stack"])
+    return env
+
+
+def evaluate_sb3(model: BaseAlgorithm, env: VecEnv, num_episodes: int) -> EvaluationResult:
+    """Deterministic episodes of an SB3 model with ``evaluate_policy`` (quota per copy), with info["is_success"]."""
+    successes: list[bool] = []
+    success_reported = False
+
+    def record_success(local_variables: dict[str, Any], _globals: dict[str, Any]) -> None:
+        nonlocal success_reported
+        info = local_variables["info"]
+        # The same episodes evaluate_policy counts: those Monitor closes with info["episode"].
+        if local_variables["done"] and "episode" in info:
+            successes.append(bool(info.get("is_success", False)))
+            success_reported |= "is_success" in info
+
+    returns, lengths = evaluate_policy(
+        model, env, n_eval_episodes=num_episodes, deterministic=True, return_episode_rewards=True,
+        callback=record_success,
+    )
+    return EvaluationResult(np.array(returns), np.array(lengths), np.array(successes) if success_reported else None)
+
+
+def run_sb3(library: str, algorithm: type[BaseAlgorithm], zoo: dict[str, Any], env_id: str,
+            env_kwargs: dict[str, Any], seed: int, timesteps: int, eval_episodes: int) -> TrainingRun:
+    """Train an SB3 algorithm on a zoo entry, timing ``learn`` alone, then evaluate it."""
+    train_env = make_sb3_env(zoo, env_id, env_kwargs, seed, training=True)
+    model = algorithm(zoo["policy"], train_env, seed=seed, device="cpu", verbose=0, **sb3_hyperparameters(zoo))
+    start = time.perf_counter()
+    model.learn(timesteps, progress_bar=False)
+    training_seconds = time.perf_counter() - start
+    eval_env = make_sb3_env(zoo, env_id, env_kwargs, EVALUATION_SEED, training=False)
+    sync_envs_normalization(train_env, eval_env)
+    evaluation = evaluate_sb3(model, eval_env, eval_episodes)
+    train_env.close()
+    eval_env.close()
+    return TrainingRun(library, seed, model.num_timesteps, training_seconds, evaluation)
+
+
+def run_ours(zoo: dict[str, Any], env_id: str, env_kwargs: dict[str, Any], seed: int, timesteps: int,
+             eval_episodes: int) -> TrainingRun:
+    """Train our RecurrentPPO on the zoo entry's hyperparameters, timing ``learn`` alone, then evaluate it."""
+    agent = RecurrentPPO(env_id, seed=seed, device="cpu", tensorboard_log=None, env_kwargs=env_kwargs,
+                         **our_hyperparameters(zoo))
+    start = time.perf_counter()
+    agent.learn(timesteps, progress_bar=False)
+    training_seconds = time.perf_counter() - start
+    evaluation = evaluate_agent(agent, num_episodes=eval_episodes, deterministic=True, seed=EVALUATION_SEED)
+    agent.env.close()
+    return TrainingRun(OURS, seed, agent.num_timesteps, training_seconds, evaluation)
+
+
+def format_return(evaluation: EvaluationResult) -> str:
+    """``mean ± std`` of the episode returns, with the success rate when the env reports one."""
+    text = f"{evaluation.mean_return:.2f} ± {evaluation.std_return:.2f}"
+    return text if evaluation.success_rate is None else f"{text} (success {evaluation.success_rate:.0%})"
+
+
+def format_over_seeds(evaluations: list[EvaluationResult]) -> str:
+    """Mean ± std over seeds of each evaluation's mean return, with the mean success rate when every one has it."""
+    mean_returns = [evaluation.mean_return for evaluation in evaluations]
+    text = f"{statistics.mean(mean_returns):.2f} ± {float(np.std(mean_returns)):.2f}"
+    success_rates = [evaluation.success_rate for evaluation in evaluations]
+    if all(rate is not None for rate in success_rates):
+        text += f" (success {statistics.mean(success_rates):.0%})"
+    return text
+
+
+def zoo_text(zoo: dict[str, Any]) -> str:
+    """A zoo entry as ``key: value`` text for the report (activation classes by name)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return "dict(" + ", ".join(f"{key}={plain(item)}" for key, item in value.items()) + ")"
+        return f"nn.{value.__name__}" if isinstance(value, type) else value
+
+    return ", ".join(f"{key}: {plain(value)}" for key, value in zoo.items() if key not in ("policy", "n_timesteps"))
+
+
+def seeds_text(seeds: int) -> str:
+    """``"seed 0"`` or ``"seeds 0 to 4"``."""
+    return "seed 0" if seeds == 1 else f"seeds 0 to {seeds - 1}"
+
+
+def kwargs_text(env_kwargs: dict[str, Any]) -> str:
+    """``" (length=10)"`` for env kwargs, empty without any."""
+    return f" ({', '.join(f'{key}={value}' for key, value in env_kwargs.items())})" if env_kwargs else ""
+
+
+def benchmark_ppo_vs_sb3(args: argparse.Namespace) -> str:
+    """sb3-contrib RecurrentPPO, ours and SB3 PPO over stacked frames, same budget, timed and evaluated alike."""
+    torch.set_num_threads(1)
+    env_kwargs = parse_assignments(args.env_kwargs, option="--env-kwargs")
+    contestants: dict[str, Callable[[int], TrainingRun]] = {
+        SB3_CONTRIB: lambda seed: run_sb3(SB3_CONTRIB, Sb3ContribRecurrentPPO, ZOO_PPO_LSTM_CARTPOLE_NOVEL, args.env,
+                                          env_kwargs, seed, args.timesteps, args.eval_episodes),
+        OURS: lambda seed: run_ours(ZOO_PPO_LSTM_CARTPOLE_NOVEL, args.env, env_kwargs, seed, args.timesteps,
+                                    args.eval_episodes),
+        SB3_FRAME_STACK: lambda seed: run_sb3(SB3_FRAME_STACK, Sb3PPO, ZOO_PPO_CARTPOLE_FRAME_STACK, args.env,
+                                              env_kwargs, seed, args.timesteps, args.eval_episodes),
+    }
+    lines = [
+        "| library | seed | env steps/s | wall-clock s | eval return (mean ± std) |",
+        "|---|---:|---:|---:|---|",
+    ]
+    runs: dict[str, list[TrainingRun]] = {library: [] for library in COMPARISON_ORDER}
+    # Alternate the libraries seed by seed so that machine load drifts over all of them alike.
+    for seed in range(args.seeds):
+        for library in COMPARISON_ORDER:
+            run = contestants[library](seed)
+            runs[library].append(run)
+            row = (f"| {library} | {seed} | {run.steps_per_second:,.0f} | {run.training_seconds:,.1f} | "
+                   f"{format_return(run.evaluation)} |")
+            print(row, flush=True)
+            lines.append(row)
+    median_rate = {library: statistics.median(r.steps_per_second for r in runs[library]) for library in runs}
+    for library in COMPARISON_ORDER:
+        median_seconds = statistics.median(r.training_seconds for r in runs[library])
+        over_seeds = format_over_seeds([r.evaluation for r in runs[library]])
+        lines.append(f"| **{library}** | median; mean ± std over seeds | **{median_rate[library]:,.0f}** | "
+                     f"{median_seconds:,.1f} | **{over_seeds}** |")
+    recurrent_ratio = median_rate[OURS] / median_rate[SB3_CONTRIB]
+    frame_stack_ratio = median_rate[OURS] / median_rate[SB3_FRAME_STACK]
+    lstm_zoo = f"{ZOO_URL}/{ZOO_PPO_LSTM_COMMIT}/hyperparams/ppo_lstm.yml"
+    ppo_zoo = f"{ZOO_URL}/{ZOO_PPO_COMMIT}/hyperparams/ppo.yml"
+    lines += [
+        "",
+        f"Median env steps/s, ours / sb3-contrib: **{recurrent_ratio:.1f}x**; "
+        f"ours / SB3 PPO over stacked frames: **{frame_stack_ratio:.2f}x**.",
+        "",
+        f"Each library trains {args.timesteps:,} env steps per seed on `{args.env}`{kwargs_text(env_kwargs)}, "
+        f"{seeds_text(args.seeds)}, the three alternated seed by seed in one process with "
+        "`torch.set_num_threads(1)`. Wall-clock is `learn()` alone (`time.perf_counter`; building the model and "
+        "evaluating are outside it); env steps/s is the steps `learn()` took over that time, env stepping "
+        "included: sb3's DummyVecEnv of Monitor-wrapped copies (`make_vec_env`, as the zoo builds it) against "
+        f"our native numpy vector env. After training each model plays {args.eval_episodes} deterministic "
+        f"episodes on {ZOO_PPO_LSTM_CARTPOLE_NOVEL['n_envs']} fresh env copies seeded from {EVALUATION_SEED} "
+        "(SB3's `evaluate_policy`; our `evaluate_agent`), with the training observation statistics frozen and "
+        "raw rewards; ± in a seed's row is the std over its episodes.",
+        "",
+        f"Hyperparameters, on every env alike: the tuned `CartPoleNoVel-v1` entry of rl-baselines3-zoo's "
+        f"[ppo_lstm.yml]({lstm_zoo}) for both recurrent contestants (`{zoo_text(ZOO_PPO_LSTM_CARTPOLE_NOVEL)}`; "
+        "`lin_` decays linearly to 0, `normalize` is VecNormalize of observations and rewards, unset keys take "
+        "SB3's defaults). Ours takes seq_len = n_steps (sb3-contrib backpropagates through each env's whole "
+        "rollout), advantage normalization as sb3, and forget-gate bias 0 (sb3-contrib keeps nn.LSTM's uniform "
+        "init; our default is 1); it normalizes with gymnasium's NormalizeObservation/NormalizeReward, which do "
+        "not clip at ±10 as VecNormalize does. The memoryless baseline is SB3 `PPO(\"MlpPolicy\")` with the tuned "
+        f"`CartPole-v1` entry of [ppo.yml]({ppo_zoo}) (`{zoo_text(ZOO_PPO_CARTPOLE_FRAME_STACK)}`; tanh MLP 64-64, "
+        "orthogonal init, no normalization), adapted only by `frame_stack: 4` (`VecFrameStack(n_stack=4)`): it "
+        "sees the last 4 observations and nothing before them.",
+    ]
+    title = f"## Recurrent PPO vs sb3-contrib on `{args.env}`{kwargs_text(env_kwargs)}"
+    return title + "\n\n" + "\n".join(lines)
+
+
+# ---- ppo: steps and seconds to a threshold on each task ----------------------------------------------------------
+
+# A task without an explicit "@metric>=value" is solved at its env's threshold here. The recall tasks return
+# (right - wrong) / scored steps: 0.9 means 95% of the answers right (random answers return -0.5).
+DEFAULT_THRESHOLDS: dict[str, tuple[str, float]] = {
+    "rl_lstm/CartPolePositionOnly-v0": ("return", 475.0),
+    "rl_lstm/TMaze-v0": ("success", 0.95),
+    "rl_lstm/RepeatPreviousEasy-v0": ("return", 0.9),
+    "rl_lstm/RepeatFirstEasy-v0": ("return", 0.9),
+    "rl_lstm/CountRecallEasy-v0": ("return", 0.9),
+}
+DEFAULT_TASKS = (
+    "rl_lstm/CartPolePositionOnly-v0",
+    "rl_lstm/TMaze-v0:length=50",
+    "rl_lstm/TMaze-v0:length=100",
+    "rl_lstm/TMaze-v0:length=200",
+    "rl_lstm/RepeatPreviousEasy-v0",
+    "rl_lstm/RepeatFirstEasy-v0",
+    "rl_lstm/CountRecallEasy-v0",
+)
+METRICS = ("return", "success")
+
+
+@dataclass
+class Task:
+    """An env (with kwargs) and the evaluation that counts as solving it."""
+
+    env_id: str
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    metric: str = "return"  # "return": mean episode return; "success": fraction of episodes with is_success
+    threshold: float = 0.0
+
+    @property
+    def label(self) -> str:
+        """The env id and its kwargs, as the table shows them."""
+        return f"`{self.env_id}`{kwargs_text(self.env_kwargs)}"
+
+    @property
+    def criterion(self) -> str:
+        """The threshold as text, e.g. ``success >= 0.95``."""
+        return f"{self.metric} >= {self.threshold:g}"
+
+    def solved_by(self, evaluation: EvaluationResult) -> bool:
+        """Whether ``evaluation`` reaches the threshold."""
+        if self.metric == "return":
+            return evaluation.mean_return >= self.threshold
+        if evaluation.success_rate is None:
+            raise ConfigError(f"{self.env_id} reports no info['is_success']; give it a return threshold instead, "
+                              f"e.g. '{self.env_id}@return>=1'")
+        return evaluation.success_rate >= self.threshold
+
+
+def parse_task(text: str) -> Task:
+    """``ENV_ID[:key=value,...][@return>=X | @success>=X]``, e.g. ``rl_lstm/TMaze-v0:length=50@success>=0.9``."""
+    spec, _, criterion = text.partition("@")
+    env_id, env_kwargs = spec, {}
+    head, separator, tail = spec.rpartition(":")
+    # Only a part holding "=" is kwargs: "module:Env-v0" ids carry a colon of their own.
+    if separator and "=" in tail:
+        # Split at the commas that start a new "key=", so a value may be a list: "sizes=[1, 2],noise_std=0.1".
+        assignments = re.split(r",(?=\s*\w+=)", tail)
+        try:
+            env_id, env_kwargs = head, parse_assignments(assignments, option="--tasks")
+        except (ConfigError, yaml.YAMLError) as error:
+            raise argparse.ArgumentTypeError(str(error)) from error
+    if criterion:
+        metric, separator, value = criterion.partition(">=")
+        if not separator or metric not in METRICS:
+            raise argparse.ArgumentTypeError(f"threshold {criterion!r} must be return>=X or success>=X")
+        try:
+            threshold = float(value)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(f"threshold value {value!r} is not a number") from error
+    elif env_id in DEFAULT_THRESHOLDS:
+        metric, threshold = DEFAULT_THRESHOLDS[env_id]
+    else:
+        raise argparse.ArgumentTypeError(
+            f"{env_id} has no default threshold; add one, e.g. '{text}@return>=100' or '{text}@success>=0.9'"
+        )
+    return Task(env_id, env_kwargs, metric, threshold)
+
+
+@dataclass
+class ThresholdRun:
+    """One seed of one task: where it reached the threshold (or where its budget ran out) and its last evaluation."""
+
+    seed: int
+    solved: bool
+    env_steps: int  # at the solving evaluation, or at the end of the budget
+    training_seconds: float  # learn()'s wall-clock up to then, evaluations excluded
+    evaluation_seconds: float  # wall-clock of all its evaluations
+    final_evaluation: EvaluationResult
+
+
+class EvaluateUntilSolved:
+    """learn() callback: evaluates every ``eval_every`` env steps off the training clock, stops once solved.
+
+    It also evaluates and stops at the end of the budget (env steps or training seconds), so every run ends with an
+    evaluation.
+    """
+
+    def __init__(self, task: Task, eval_every: int, eval_episodes: int, max_seconds: float) -> None:
+        self.task = task
+        self.eval_every = eval_every
+        self.eval_episodes = eval_episodes
+        self.max_seconds = max_seconds
+        self.next_evaluation = eval_every
+        self.start = time.perf_counter()
+        self.evaluation_seconds = 0.0
+        self.training_seconds = 0.0
+        self.env_steps = 0
+        self.solved = False
+        self.last_evaluation: EvaluationResult | None = None
+
+    def __call__(self, agent: RecurrentPPO) -> bool:
+        """Called after each update; False stops learn()."""
+        training_seconds = time.perf_counter() - self.start - self.evaluation_seconds
+        out_of_budget = training_seconds >= self.max_seconds or agent.num_timesteps >= agent.total_timesteps
+        if agent.num_timesteps < self.next_evaluation and not out_of_budget:
+            return True
+        evaluation_start = time.perf_counter()
+        # One episode per env copy: all of them at once, and no bias toward short episodes.
+        self.last_evaluation = evaluate_agent(agent, num_episodes=self.eval_episodes, deterministic=True,
+                                              seed=EVALUATION_SEED, num_envs=self.eval_episodes)
+        self.evaluation_seconds += time.perf_counter() - evaluation_start
+        self.training_seconds, self.env_steps = training_seconds, agent.num_timesteps
+        while self.next_evaluation <= agent.num_timesteps:
+            self.next_evaluation += self.eval_every
+        self.solved = self.task.solved_by(self.last_evaluation)
+        return not (self.solved or out_of_budget)
+
+
+def train_until_solved(task: Task, seed: int, args: argparse.Namespace) -> ThresholdRun:
+    """Our RecurrentPPO with the shipped preset of the task's env, trained until solved or out of budget."""
+    hyperparameters = preset("ppo", task.env_id)
+    env_kwargs = {**hyperparameters.pop("env_kwargs", {}), **task.env_kwargs}
+    agent = RecurrentPPO(task.env_id, seed=seed, device="cpu", tensorboard_log=None, env_kwargs=env_kwargs,
+                         **hyperparameters)
+    progress = EvaluateUntilSolved(task, args.eval_every, args.eval_episodes, args.max_seconds)
+    agent.learn(args.max_timesteps, callback=progress, progress_bar=False)
+    agent.env.close()
+    assert progress.last_evaluation is not None  # the callback evaluates at the latest when the budget ends
+    return ThresholdRun(seed, progress.solved, progress.env_steps, progress.training_seconds,
+                        progress.evaluation_seconds, progress.last_evaluation)
+
+
+def median_or_dash(values: list[float], fmt: str) -> str:
+    """The median of ``values`` formatted with ``fmt``, or an em dash when there are none."""
+    return format(statistics.median(values), fmt) if values else "—"
+
+
+def benchmark_ppo(args: argparse.Namespace) -> str:
+    """Our PPO with its shipped presets on each task: seeds solved, env steps and seconds to the threshold."""
+    torch.set_num_threads(1)
+    lines = [
+        "| task | solved when | solved seeds | median env steps to threshold | median training s to threshold | "
+        "median evaluation s per run | final eval return (mean ± std over seeds) |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    solved_tasks = 0
+    for task in args.tasks:
+        runs = []
+        for seed in range(args.seeds):
+            run = train_until_solved(task, seed, args)
+            runs.append(run)
+            outcome = "solved" if run.solved else "not solved"
+            print(f"{task.label} seed {seed}: {outcome} at {run.env_steps:,} env steps, "
+                  f"{run.training_seconds:,.1f} s training + {run.evaluation_seconds:,.1f} s evaluating, "
+                  f"eval return {format_return(run.final_evaluation)}", flush=True)
+        solved = [run for run in runs if run.solved]
+        solved_tasks += len(solved) == len(runs)
+        final = format_over_seeds([run.final_evaluation for run in runs])
+        lines.append(
+            f"| {task.label} | {task.criterion} | {len(solved)}/{len(runs)} | "
+            f"{median_or_dash([run.env_steps for run in solved], ',.0f')} | "
+            f"{median_or_dash([run.training_seconds for run in solved], ',.1f')} | "
+            f"{statistics.median(run.evaluation_seconds for run in runs):,.1f} | {final} |"
+        )
+    lines += [
+        "",
+        f"Tasks solved on every seed: **{solved_tasks}/{len(args.tasks)}**.",
+        "",
+        f"Our RecurrentPPO with the shipped `ppo` preset of each env (`rl_lstm.config.preset`), "
+        f"{seeds_text(args.seeds)}, each run budgeted {args.max_timesteps:,} env steps or {args.max_seconds:,.0f} s "
+        "of training, whichever ends first (linear schedules decay over the step budget), with "
+        f"`torch.set_num_threads(1)`. Every {args.eval_every:,} env steps, and at the end of the budget, the agent "
+        f"plays {args.eval_episodes} deterministic episodes (one per env copy, seeded from {EVALUATION_SEED}); a "
+        "run stops at the first evaluation that meets the threshold. Training seconds are learn()'s wall-clock "
+        "with the evaluations taken out (building the agent is outside it); evaluation seconds are all of a run's "
+        "evaluations. Medians of steps and seconds are over the solved seeds; the final return is each run's "
+        "last evaluation, solved or not. Recall-task returns are (right - wrong) / scored steps, so 0.9 means 95% "
+        "of the answers right and answering at random returns -0.5.",
+        "",
+        "Presets used (PPOConfig defaults for every key not listed):",
+        "",
+        *(f"- `{env_id}`: `{preset('ppo', env_id) or '{}'}`" for env_id in dict.fromkeys(t.env_id for t in args.tasks)),
+    ]
+    return "## Recurrent PPO: env steps and seconds to solve each task\n\n" + "\n".join(lines)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+    """Register the ``ppo-vs-sb3`` and ``ppo`` benchmarks; each sets ``run`` to the function returning its section."""
+    versus = subparsers.add_parser(
+        "ppo-vs-sb3", help="our recurrent PPO against sb3-contrib's (and SB3 PPO over 4 stacked frames)",
+        description="Train sb3-contrib RecurrentPPO, ours and SB3 PPO over 4 stacked frames with rl-baselines3-zoo's "
+        "CartPoleNoVel-v1 hyperparameters, alternated seed by seed; report env steps/s and evaluation returns.",
+    )
+    versus.add_argument("--timesteps", type=_positive_int, default=ZOO_PPO_LSTM_CARTPOLE_NOVEL["n_timesteps"],
+                        help="env steps per training run (default: the zoo's n_timesteps)")
+    versus.add_argument("--seeds", type=_positive_int, default=3, help="seeds 0 .. N-1 per library")
+    versus.add_argument("--eval-episodes", type=_positive_int, default=100, help="deterministic evaluation episodes")
+    versus.add_argument("--env", default="rl_lstm/CartPolePositionOnly-v0",
+                        help="env id (e.g. rl_lstm/TMaze-v0, rl_lstm/RepeatFirstEasy-v0)")
+    versus.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE", help="e.g. length=10")
+    versus.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    versus.set_defaults(run=benchmark_ppo_vs_sb3)
+
+    alone = subparsers.add_parser(
+        "ppo", help="our recurrent PPO with its presets: env steps and seconds to solve each task",
+        description="Train our RecurrentPPO with the shipped presets on each task until an evaluation reaches the "
+        "task's threshold or the budget ends; report solved seeds, steps and seconds to the threshold.",
+    )
+    alone.add_argument("--tasks", nargs="+", type=parse_task, default=[parse_task(t) for t in DEFAULT_TASKS],
+                       metavar="ENV_ID[:KEY=VALUE,...][@return>=X|@success>=X]",
+                       help=f"default: {' '.join(DEFAULT_TASKS)}")
+    alone.add_argument("--seeds", type=_positive_int, default=5, help="seeds 0 .. N-1 per task")
+    alone.add_argument("--max-timesteps", type=_positive_int, default=1_000_000, help="env-step budget per run")
+    alone.add_argument("--max-seconds", type=float, default=900.0, help="training-time budget per run (s)")
+    alone.add_argument("--eval-every", type=_positive_int, default=10_000, help="env steps between evaluations")
+    alone.add_argument("--eval-episodes", type=_positive_int, default=100, help="episodes per evaluation")
+    alone.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    alone.set_defaults(run=benchmark_ppo)

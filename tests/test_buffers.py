@@ -1,0 +1,106 @@
+"""The rollout buffer: sequence layout, GAE with gymnasium 1.x autoreset, and the training pass it feeds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from agents.ppo import RecurrentPPO
+from rl_lstm.buffers import PieceLayout, RolloutBuffer
+from rl_lstm.logger import EpisodeStatistics
+
+
+def test_chunks_are_cut_into_pieces_at_episode_starts() -> None:
+    episode_starts = np.zeros((6, 3), dtype=bool)  # [seq_len, chunks]
+    episode_starts[0, 0] = True
+    episode_starts[3, 0] = True
+    episode_starts[[2, 5], 2] = True
+    layout = PieceLayout.from_episode_starts(episode_starts)
+    assert layout.chunk.tolist() == [0, 0, 1, 2, 2, 2]
+    assert layout.offset.tolist() == [0, 3, 0, 0, 2, 5]
+    assert layout.length.tolist() == [3, 3, 6, 2, 3, 1]
+    assert layout.resets.tolist() == [True, True, False, False, True, True]
+    assert layout.pieces_of(np.array([2, 0])).tolist() == [3, 4, 5, 0, 1]
+
+
+def _buffer_with(
+    rewards: list[float], terminated: list[bool], truncated: list[bool], values: list[float]
+) -> RolloutBuffer:
+    buffer = RolloutBuffer(n_steps=len(rewards), n_envs=1, seq_len=1, device=torch.device("cpu"))
+    buffer.rewards[:, 0] = rewards
+    buffer.terminated[:, 0] = terminated
+    buffer.truncated[:, 0] = truncated
+    buffer.values[:, 0] = values
+    buffer.step = len(rewards)
+    return buffer
+
+
+def test_gae_stops_at_termination_and_bootstraps_at_truncation() -> None:
+    gamma, lam = 0.9, 0.8
+    # Step 1 terminates; step 2 is the autoreset step (reward 0, value of the terminal observation);
+    # step 4 is truncated: it bootstraps from step 5's value, the value of its (truncated) last observation.
+    buffer = _buffer_with(
+        rewards=[1.0, 2.0, 0.0, 1.0, 1.0, 0.0],
+        terminated=[False, True, False, False, False, False],
+        truncated=[False, False, False, False, True, False],
+        values=[0.5, 0.4, 0.3, 0.2, 0.1, 3.0],
+    )
+    buffer.compute_advantages(last_values=np.array([7.0]), gamma=gamma, gae_lambda=lam)
+    advantages = buffer.advantages[:, 0]
+    delta1 = 2.0 - 0.4  # terminal: no bootstrap from the autoreset step's value
+    delta0 = 1.0 + gamma * 0.4 - 0.5
+    delta4 = 1.0 + gamma * 3.0 - 0.1  # truncated: bootstraps
+    delta3 = 1.0 + gamma * 0.1 - 0.2
+    np.testing.assert_allclose(advantages[1], delta1, rtol=1e-6)
+    np.testing.assert_allclose(advantages[0], delta0 + gamma * lam * delta1, rtol=1e-6)
+    np.testing.assert_allclose(advantages[4], delta4, rtol=1e-6)
+    np.testing.assert_allclose(advantages[3], delta3 + gamma * lam * delta4, rtol=1e-6)
+    np.testing.assert_allclose(buffer.returns[:, 0], advantages + buffer.values[:, 0], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("core", "shared_core"), [("lstm", False), ("lstm", True), ("gru", False), ("peephole", False)]
+)
+def test_training_pass_reproduces_the_rollout_exactly(core: str, shared_core: bool) -> None:
+    # Short T-maze episodes start inside most chunks: the pieces, their start states and the padding must
+    # give back the log-probabilities and values the policy computed step by step while acting.
+    agent = RecurrentPPO(
+        "rl_lstm/TMaze-v0",
+        seed=3,
+        num_envs=4,
+        n_steps=32,
+        seq_len=8,
+        batch_size=32,
+        env_kwargs={"length": 3},
+        core=core,
+        shared_core=shared_core,
+    )
+    agent._collect_rollout(EpisodeStatistics())
+    agent.buffer.prepare()
+    assert agent.buffer.episode_starts[1:].any(), "episodes must start inside the rollout"
+    assert not agent.buffer.valid.all(), "the rollout must contain autoreset steps"
+    steps_seen = 0
+    with torch.no_grad():
+        for batch in agent.buffer.minibatches(32, agent.rng):
+            log_prob, _, values = agent.policy.evaluate_actions(
+                batch.observations, batch.actions, batch.initial_state, batch.episode_starts, batch.action_masks
+            )
+            torch.testing.assert_close(log_prob[batch.valid], batch.old_log_probs[batch.valid], atol=1e-5, rtol=0)
+            torch.testing.assert_close(values[batch.valid], batch.old_values[batch.valid], atol=1e-5, rtol=0)
+            steps_seen += int(batch.valid.sum())
+    assert steps_seen == int(agent.buffer.valid.sum()), "every real step is trained on once per epoch"
+
+
+def test_every_minibatch_holds_batch_size_steps_and_an_epoch_covers_the_rollout_once() -> None:
+    agent = RecurrentPPO(
+        "rl_lstm/TMaze-v0", seed=0, num_envs=4, n_steps=32, seq_len=8, batch_size=64, env_kwargs={"length": 2}
+    )
+    agent._collect_rollout(EpisodeStatistics())
+    agent.buffer.prepare()
+    batches = list(agent.buffer.minibatches(64, agent.rng))
+    assert len(batches) == 4 * 32 // 64
+    for batch in batches:
+        assert int(batch.inside.sum()) == 64
+    covered = sorted(float(r) for batch in batches for r in batch.returns[batch.inside])
+    np.testing.assert_allclose(covered, np.sort(agent.buffer.returns.ravel()), rtol=1e-6)
