@@ -10,6 +10,7 @@ training calls it once on whole sequences.
 from __future__ import annotations
 
 import difflib
+import inspect
 import math
 from typing import Any, Protocol, runtime_checkable
 
@@ -215,6 +216,7 @@ class FeedForwardCore(_Core):
         return state[0][-1]
 
 
+_SIZE_ARGUMENTS = ("input_size", "hidden_size", "num_layers")
 CORES: dict[str, type[nn.Module]] = {
     "lstm": LSTMCore,
     "gru": GRUCore,
@@ -231,5 +233,12 @@ def make_core(kind: str, input_size: int, hidden_size: int, num_layers: int = 1,
         raise ValueError(
             f"Unknown core kind {kind!r}. Valid kinds: {', '.join(CORES)}.{hint} "
             "You may also pass your own core (an nn.Module following rl_lstm.cores.RecurrentCore)."
+        )
+    options = [name for name in inspect.signature(CORES[kind]).parameters if name not in _SIZE_ARGUMENTS]
+    unknown = sorted(set(kwargs) - set(options))
+    if unknown:
+        raise ValueError(
+            f"core {kind!r} does not take {', '.join(unknown)} in core_kwargs; "
+            f"its options are: {', '.join(options) or 'none'}"
         )
     return CORES[kind](input_size, hidden_size, num_layers, **kwargs)

@@ -262,3 +262,8 @@ def test_feed_forward_core_has_no_memory() -> None:
     y, _ = core(x, random_state(core, 3), torch.zeros(STEPS, 3))
     shuffled_history, _ = core(x.flip(0), core.initial_state(3), torch.ones(STEPS, 3))
     torch.testing.assert_close(y, shuffled_history.flip(0))
+
+
+def test_a_core_option_it_does_not_take_is_an_error_listing_its_options() -> None:
+    with pytest.raises(ValueError, match="core .gru. does not take forget_bias in core_kwargs; its options are: none"):
+        make_core("gru", INPUT, HIDDEN, forget_bias=2.0)
