@@ -70,6 +70,8 @@ class _FusedCore(_Core):
     def forward(self, x: Tensor, state: State, episode_starts: Tensor) -> tuple[Tensor, State]:
         """Run ``x[T, B, F]`` from ``state``, resetting it where ``episode_starts[T, B]``; ``y`` is ``[T, B, H]``."""
         starts = episode_starts.to(torch.bool)
+        if x.shape[0] == 1:
+            return self._single_step(x[0], reset_state(state, starts[0]))
         segment_starts = (torch.nonzero(starts[1:].any(dim=1)).flatten() + 1).tolist()
         outputs = []
         for begin, end in zip([0, *segment_starts], [*segment_starts, x.shape[0]]):
@@ -79,6 +81,24 @@ class _FusedCore(_Core):
             state = tuple(rnn_state) if isinstance(rnn_state, tuple) else (rnn_state,)
             outputs.append(y)
         return torch.cat(outputs) if len(outputs) > 1 else outputs[0], state
+
+    def _single_step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        """One step with the cell kernel: acting runs T = 1, where nn.LSTM/nn.GRU's sequence setup costs more than
+        the math (about 2.5x on CPU). Same weights, same result to float rounding."""
+        new_states = []
+        for layer in range(self.num_layers):
+            weights = [
+                getattr(self.rnn, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+            ]
+            layer_state = tuple(tensor[layer] for tensor in state)
+            if len(state) == 2:
+                h, c = torch.lstm_cell(x, layer_state, *weights)
+                new_states.append((h, c))
+            else:
+                h = torch.gru_cell(x, layer_state[0], *weights)
+                new_states.append((h,))
+            x = h
+        return x.unsqueeze(0), tuple(torch.stack(parts) for parts in zip(*new_states))
 
 
 class LSTMCore(_FusedCore):
