@@ -14,7 +14,6 @@ the chunks are cut at episode starts and padded so the core runs once over the m
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +25,7 @@ from rl_lstm.agent import EnvConfig, PolicyConfig, RecurrentAgent, check_finite
 from rl_lstm.buffers import RolloutBuffer
 from rl_lstm.config import require
 from rl_lstm.errors import NumericalError
-from rl_lstm.logger import EpisodeStatistics, TrainingLogger
+from rl_lstm.logger import EpisodeStatistics
 from rl_lstm.vec_env import action_masks
 
 SCHEDULES = ("constant", "linear")
@@ -123,57 +122,23 @@ class RecurrentPPO(RecurrentAgent):
         # One fused kernel for all parameters: the per-tensor loop costs more than the math for small nets.
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.learning_rate, eps=1e-5, fused=True)
         self.buffer = RolloutBuffer(config.n_steps, self.env.num_envs, config.seq_len, self.device)
-        self.total_timesteps = 0
-        self.iterations = 0
         self._rollout: dict[str, Any] | None = None  # env state carried from one rollout to the next
 
-    # ---- the training loop ------------------------------------------------------------------------------------
-    def learn(
-        self,
-        total_timesteps: int,
-        callback: Callable[[RecurrentAgent], bool | None] | None = None,
-        progress_bar: bool = True,
-        reset_num_timesteps: bool = False,
-    ) -> RecurrentPPO:
-        """Train for ``total_timesteps`` more env steps; ``callback(agent)`` returning False stops after an update."""
-        if reset_num_timesteps:
-            self.num_timesteps = 0
-        self.total_timesteps = self.num_timesteps + total_timesteps
-        logger = TrainingLogger(self.tensorboard_log, self.total_timesteps, progress_bar, start_step=self.num_timesteps)
-        self.logger = logger  # callbacks record their own scalars (e.g. eval/...) through it
-        statistics = EpisodeStatistics()
-        try:
-            while self.num_timesteps < self.total_timesteps:
-                progress = self.num_timesteps / self.total_timesteps
-                collect_start = time.perf_counter()
-                memory_magnitude = self._collect_rollout(statistics)
-                update_start = time.perf_counter()
-                train_scalars = self._update(progress)
-                update_end = time.perf_counter()
-                self.iterations += 1
-                logger.record(
-                    {
-                        **statistics.summary(),
-                        **train_scalars,
-                        "train/cell_state_abs_mean": memory_magnitude,
-                        "time/fps": logger.steps_per_second(self.num_timesteps),
-                        "time/collect_steps_per_second": self.buffer.n_steps
-                        * self.env.num_envs
-                        / (update_start - collect_start),
-                        "time/update_steps_per_second": self.buffer.n_steps
-                        * self.env.num_envs
-                        / (update_end - update_start),
-                        "time/iterations": self.iterations,
-                    },
-                    self.num_timesteps,
-                )
-                logger.advance(self.num_timesteps)
-                self.latest_scalars = logger.latest
-                if callback is not None and callback(self) is False:
-                    break
-        finally:
-            logger.close()
-        return self
+    # ---- one iteration: collect -> targets -> update (the loop, logging and callbacks are RecurrentAgent.learn) ---
+    def _iterate(self, statistics: EpisodeStatistics, progress: float) -> dict[str, float]:
+        """One PPO iteration: collect a rollout, compute GAE targets, update; the scalars to log."""
+        collect_start = time.perf_counter()
+        memory_magnitude = self._collect_rollout(statistics)
+        update_start = time.perf_counter()
+        train_scalars = self._update(progress)
+        update_end = time.perf_counter()
+        steps = self.buffer.n_steps * self.env.num_envs
+        return {
+            **train_scalars,
+            "train/cell_state_abs_mean": memory_magnitude,
+            "time/collect_steps_per_second": steps / (update_start - collect_start),
+            "time/update_steps_per_second": steps / (update_end - update_start),
+        }
 
     # ---- 1. collect -----------------------------------------------------------------------------------------------
     def _collect_rollout(self, statistics: EpisodeStatistics) -> float:
@@ -315,18 +280,3 @@ class RecurrentPPO(RecurrentAgent):
             "train/skipped_batches": skipped,
             "train/n_updates": len(totals["pg"]),
         }
-
-    # ---- saving ---------------------------------------------------------------------------------------------------
-    def _training_state(self) -> dict[str, Any]:
-        return {
-            **super()._training_state(),
-            "optimizer": self.optimizer.state_dict(),
-            "total_timesteps": self.total_timesteps,
-            "iterations": self.iterations,
-        }
-
-    def _load_training_state(self, state: dict[str, Any]) -> None:
-        super()._load_training_state(state)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.total_timesteps = state["total_timesteps"]
-        self.iterations = state["iterations"]

@@ -16,6 +16,7 @@ Rules a task follows so that the vector env equals N single envs seeded ``seed, 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -53,7 +54,7 @@ class CopyRandom:
         return self._noise_blocks[shape][position]
 
 
-class BatchedTask:
+class BatchedTask(ABC):
     """The dynamics of a task over a batch of copies; subclass it to write a new task.
 
     Subclasses set ``single_observation_space`` and ``single_action_space`` in ``__init__``
@@ -71,10 +72,11 @@ class BatchedTask:
             raise ValueError(f"num_copies must be at least 1, got {num_copies}")
         self.num_copies = num_copies
 
+    @abstractmethod
     def reset_copies(self, copies: np.ndarray, random: CopyRandom) -> None:
         """Start a new episode in each copy whose index is in ``copies``."""
-        raise NotImplementedError(f"{type(self).__name__} must implement reset_copies")
 
+    @abstractmethod
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
         """Advance every copy by one step: ``(reward[B] float, terminated[B], truncated[B], is_success[B] or None)``.
 
@@ -82,15 +84,14 @@ class BatchedTask:
         ``is_success`` is read only where the episode ended, and is ``None`` for tasks with no
         notion of success.
         """
-        raise NotImplementedError(f"{type(self).__name__} must implement step")
 
+    @abstractmethod
     def observe(self, random: CopyRandom) -> np.ndarray:
         """The current observation of every copy, ``[B, *single_observation_space.shape]``."""
-        raise NotImplementedError(f"{type(self).__name__} must implement observe")
 
+    @abstractmethod
     def render_copy(self, index: int) -> np.ndarray:
         """An RGB frame ``[H, W, 3]`` uint8 of copy ``index``."""
-        raise NotImplementedError(f"{type(self).__name__} has no rgb_array rendering")
 
     def action_masks(self) -> np.ndarray | None:
         """Which actions are allowed now, ``[B, n]`` bool, or ``None`` if every action always is."""

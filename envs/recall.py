@@ -62,6 +62,7 @@ Deviations from POPGym:
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -164,9 +165,9 @@ class CardRecallTask(BatchedTask):
         """The size of the answer space; by default an answer names a card value."""
         return self.num_values
 
+    @abstractmethod
     def answers_for(self, shown: np.ndarray) -> np.ndarray:
         """The right answer at each position of piles ``shown[n, num_cards, cards_per_step]``, ``NO_ANSWER`` if none."""
-        raise NotImplementedError(f"{type(self).__name__} must implement answers_for")
 
     def reset_copies(self, copies: np.ndarray, random: CopyRandom) -> None:
         """Shuffle a fresh pile per copy (each from its own generator) and work out its answers."""
@@ -223,7 +224,7 @@ class CardRecallTask(BatchedTask):
         return canvas.pixels
 
 
-class CardRecallOracle:
+class CardRecallOracle(ABC):
     """A perfect-memory policy for a :class:`CardRecallTask`, reading only observations, over a batch."""
 
     task_class: ClassVar[type[CardRecallTask]]
@@ -239,9 +240,9 @@ class CardRecallOracle:
         codes = np.asarray(observations).reshape(self.num_envs, self.task_class.cards_per_step, self.level.num_values)
         return codes.argmax(axis=2)
 
+    @abstractmethod
     def act(self, observations: np.ndarray, episode_starts: np.ndarray) -> np.ndarray:
         """Actions for the batch; ``episode_starts[i]`` says ``observations[i]`` begins an episode."""
-        raise NotImplementedError(f"{type(self).__name__} must implement act")
 
 
 class RepeatPreviousTask(CardRecallTask):

@@ -7,6 +7,7 @@ module holds only what is the same for all of them, in Stable-Baselines3's API s
 from __future__ import annotations
 
 import random
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -20,6 +21,7 @@ from gymnasium.wrappers.vector import RecordEpisodeStatistics
 from rl_lstm import checkpoints
 from rl_lstm.config import build_config, config_to_dict, require
 from rl_lstm.errors import CheckpointError, ConfigError, NumericalError
+from rl_lstm.logger import EpisodeStatistics, TrainingLogger
 from rl_lstm.policies import RecurrentActorCritic
 from rl_lstm.vec_env import find_wrapper, load_normalization_state, make_vector_env, normalization_state
 
@@ -103,7 +105,7 @@ def check_finite(named_tensors: dict[str, torch.Tensor]) -> None:
             )
 
 
-class RecurrentAgent:
+class RecurrentAgent(ABC):
     """Base of the gradient agents: ``Agent(env, **hyperparams)``, ``.learn``, ``.predict``, ``.save``, ``.load``."""
 
     name: ClassVar[str]
@@ -129,7 +131,11 @@ class RecurrentAgent:
             self.device
         )
         self.num_timesteps = 0
+        self.total_timesteps = 0
+        self.iterations = 0
         self.rng = np.random.default_rng(seed)
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.latest_scalars: dict[str, float] = {}
 
     def _make_env(self, env: str | gym.vector.VectorEnv | gym.Env) -> gym.vector.VectorEnv:
         """The training vector env: made from an id, or the user's env with episode statistics added."""
@@ -205,14 +211,62 @@ class RecurrentAgent:
             return np.asarray(observation[0]).shape == space[0].shape
         return np.asarray(observation).shape == space.shape
 
+    # ---- training -----------------------------------------------------------------------------------------------
+    @abstractmethod
+    def _iterate(self, statistics: EpisodeStatistics, progress: float) -> dict[str, float]:
+        """One iteration of the algorithm (collect, compute targets, update); returns the scalars to log."""
+
+    def learn(
+        self,
+        total_timesteps: int,
+        callback: Callback | None = None,
+        progress_bar: bool = True,
+        reset_num_timesteps: bool = False,
+    ) -> RecurrentAgent:
+        """Train for ``total_timesteps`` more env steps; ``callback(agent)`` returning False stops after an update."""
+        if reset_num_timesteps:
+            self.num_timesteps = 0
+        self.total_timesteps = self.num_timesteps + total_timesteps
+        logger = TrainingLogger(self.tensorboard_log, self.total_timesteps, progress_bar, start_step=self.num_timesteps)
+        self.logger = logger  # callbacks record their own scalars (e.g. eval/...) through it
+        statistics = EpisodeStatistics()
+        try:
+            while self.num_timesteps < self.total_timesteps:
+                scalars = self._iterate(statistics, progress=self.num_timesteps / self.total_timesteps)
+                self.iterations += 1
+                scalars = {
+                    **statistics.summary(),
+                    **scalars,
+                    "time/fps": logger.steps_per_second(self.num_timesteps),
+                    "time/iterations": self.iterations,
+                }
+                logger.record(scalars, self.num_timesteps)
+                logger.advance(self.num_timesteps)
+                self.latest_scalars = logger.latest
+                if callback is not None and callback(self) is False:
+                    break
+        finally:
+            logger.close()
+        return self
+
     # ---- saving -------------------------------------------------------------------------------------------------
     def _training_state(self) -> dict[str, Any]:
-        """Everything beyond the policy that a resumed run needs; agents with optimizers extend it."""
-        return {"rng": rng_state(), "agent_rng": self.rng.bit_generator.state}
+        """Everything beyond the policy that a resumed run needs; agents with more state extend it."""
+        return {
+            "rng": rng_state(),
+            "agent_rng": self.rng.bit_generator.state,
+            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+            "total_timesteps": self.total_timesteps,
+            "iterations": self.iterations,
+        }
 
     def _load_training_state(self, state: dict[str, Any]) -> None:
         set_rng_state(state["rng"])
         self.rng.bit_generator.state = state["agent_rng"]
+        if self.optimizer is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+        self.total_timesteps = state["total_timesteps"]
+        self.iterations = state["iterations"]
 
     def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> None:
         """Write the agent (config, policy, training state, normalization) to ``path`` atomically."""
