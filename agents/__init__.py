@@ -9,6 +9,7 @@ from rl_lstm.errors import ConfigError
 
 AGENTS: dict[str, str] = {
     "ppo": "agents.ppo:RecurrentPPO",
+    "reinforce": "agents.reinforce:RecurrentReinforce",
 }
 
 

@@ -21,14 +21,12 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rl_lstm.agent import EnvConfig, PolicyConfig, RecurrentAgent, check_finite
+from rl_lstm.agent import SCHEDULES, EnvConfig, PolicyConfig, RecurrentAgent, check_finite, scheduled
 from rl_lstm.buffers import RolloutBuffer
 from rl_lstm.config import require
 from rl_lstm.errors import NumericalError
 from rl_lstm.logger import EpisodeStatistics
 from rl_lstm.vec_env import action_masks
-
-SCHEDULES = ("constant", "linear")
 
 
 @dataclass
@@ -80,11 +78,6 @@ class PPOConfig(EnvConfig, PolicyConfig):
         require(self.target_kl is None or self.target_kl > 0, "target_kl must be positive or null")
         for key in ("lr_schedule", "clip_schedule"):
             require(getattr(self, key) in SCHEDULES, f"{key} must be one of {', '.join(SCHEDULES)}")
-
-
-def scheduled(start: float, schedule: str, progress: float) -> float:
-    """The value of a hyperparameter at ``progress`` in [0, 1] of training."""
-    return start * (1.0 - progress) if schedule == "linear" else start
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -64,6 +64,14 @@ class EnvConfig:
         require(self.num_envs >= 1, f"num_envs must be at least 1, got {self.num_envs}")
 
 
+SCHEDULES = ("constant", "linear")
+
+
+def scheduled(start: float, schedule: str, progress: float) -> float:
+    """The value of a hyperparameter at ``progress`` in [0, 1] of training: constant, or decayed linearly to 0."""
+    return start * (1.0 - progress) if schedule == "linear" else start
+
+
 def resolve_device(device: str) -> torch.device:
     """``"auto"``: CUDA when there is one, else CPU; ``"cuda"`` without CUDA is an error saying so."""
     if device == "auto":

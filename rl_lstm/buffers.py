@@ -178,7 +178,7 @@ class RolloutBuffer:
     def prepare(self) -> None:
         """Lay the finished rollout out as chunks once, for all the epochs of an update."""
         to_tensor = lambda a: torch.as_tensor(self._chunked(a), device=self.device)  # noqa: E731
-        self._chunked_observations = map_observation(self._chunked, _stack_observations(self.observations))
+        self._chunked_observations = map_observation(self._chunked, stack_observations(self.observations))
         self._tensors = {
             "actions": to_tensor(self.actions),
             "old_log_probs": to_tensor(self.log_probs),
@@ -228,7 +228,7 @@ class RolloutBuffer:
             )
 
 
-def _stack_observations(steps: list[Any]) -> Any:
+def stack_observations(steps: list[Any]) -> Any:
     """Stack per-step observations (arrays, or dicts/tuples of arrays) into ``[n_steps, n_envs, ...]``."""
     first = steps[0]
     if isinstance(first, dict):

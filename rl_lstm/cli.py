@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 import envs
+from agents import AGENTS
 from envs.oracle import make_oracle, run_oracle
 from rl_lstm.config import parse_assignments, read_yaml
 from rl_lstm.errors import RLLSTMError
@@ -39,7 +40,7 @@ def run_oracles(episodes: int, seed: int) -> bool:
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``rl-lstm train``."""
-    parser.add_argument("--agent", help="trainer: ppo (default ppo)")
+    parser.add_argument("--agent", help=f"trainer: {', '.join(AGENTS)} (default ppo)")
     parser.add_argument("--env", help="gymnasium env id, e.g. rl_lstm/TMaze-v0 or package.module:Env-v0")
     parser.add_argument("--env-kwargs", nargs="+", default=[], metavar="KEY=VALUE", help="env constructor kwargs")
     parser.add_argument("--timesteps", type=int, help="env steps to train for")

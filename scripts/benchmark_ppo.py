@@ -31,6 +31,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecNormalize
 from torch import nn
 
 import envs  # noqa: F401  (registers the rl_lstm/ env ids with gymnasium)
+from agents import agent_class
 from agents.ppo import RecurrentPPO
 from rl_lstm.config import parse_assignments, preset
 from rl_lstm.errors import ConfigError
@@ -354,6 +355,14 @@ DEFAULT_TASKS = (
     "rl_lstm/RepeatFirstEasy-v0",
     "rl_lstm/CountRecallEasy-v0",
 )
+# The tasks of Recurrent Policy Gradients that we ship: T-mazes of growing length, and pole balancing
+# without velocities (position-only CartPole).
+REINFORCE_TASKS = (
+    "rl_lstm/TMaze-v0:length=10",
+    "rl_lstm/TMaze-v0:length=20",
+    "rl_lstm/TMaze-v0:length=50",
+    "rl_lstm/CartPolePositionOnly-v0",
+)
 METRICS = ("return", "success")
 
 
@@ -466,12 +475,12 @@ class EvaluateUntilSolved:
         return not (self.solved or out_of_budget)
 
 
-def train_until_solved(task: Task, seed: int, args: argparse.Namespace) -> ThresholdRun:
-    """Our RecurrentPPO with the shipped preset of the task's env, trained until solved or out of budget."""
-    hyperparameters = preset("ppo", task.env_id)
+def train_until_solved(agent_name: str, task: Task, seed: int, args: argparse.Namespace) -> ThresholdRun:
+    """One of our agents with its shipped preset for the task's env, trained until solved or out of budget."""
+    hyperparameters = preset(agent_name, task.env_id)
     env_kwargs = {**hyperparameters.pop("env_kwargs", {}), **task.env_kwargs}
-    agent = RecurrentPPO(task.env_id, seed=seed, device="cpu", tensorboard_log=None, env_kwargs=env_kwargs,
-                         **hyperparameters)
+    agent = agent_class(agent_name)(task.env_id, seed=seed, device="cpu", tensorboard_log=None,
+                                    env_kwargs=env_kwargs, **hyperparameters)
     progress = EvaluateUntilSolved(task, args.eval_every, args.eval_episodes, args.max_seconds)
     agent.learn(args.max_timesteps, callback=progress, progress_bar=False)
     agent.env.close()
@@ -485,38 +494,38 @@ def median_or_dash(values: list[float], fmt: str) -> str:
     return format(statistics.median(values), fmt) if values else "—"
 
 
-def benchmark_ppo(args: argparse.Namespace) -> str:
-    """Our PPO with its shipped presets on each task: seeds solved, env steps and seconds to the threshold."""
+def benchmark_solve(args: argparse.Namespace) -> str:
+    """Our agents with their shipped presets on each task: seeds solved, env steps and seconds to the threshold."""
     torch.set_num_threads(1)
     lines = [
-        "| task | solved when | solved seeds | median env steps to threshold | median training s to threshold | "
-        "median evaluation s per run | final eval return (mean ± std over seeds) |",
-        "|---|---|---:|---:|---:|---:|---|",
+        "| task | agent | solved when | solved seeds | median env steps to threshold | "
+        "median training s to threshold | median evaluation s per run | final eval return (mean ± std over seeds) |",
+        "|---|---|---|---:|---:|---:|---:|---|",
     ]
     solved_tasks = 0
-    for task in args.tasks:
+    for task, agent_name in ((task, agent_name) for task in args.tasks for agent_name in args.agents):
         runs = []
         for seed in range(args.seeds):
-            run = train_until_solved(task, seed, args)
+            run = train_until_solved(agent_name, task, seed, args)
             runs.append(run)
             outcome = "solved" if run.solved else "not solved"
-            print(f"{task.label} seed {seed}: {outcome} at {run.env_steps:,} env steps, "
+            print(f"{task.label} {agent_name} seed {seed}: {outcome} at {run.env_steps:,} env steps, "
                   f"{run.training_seconds:,.1f} s training + {run.evaluation_seconds:,.1f} s evaluating, "
                   f"eval return {format_return(run.final_evaluation)}", flush=True)
         solved = [run for run in runs if run.solved]
         solved_tasks += len(solved) == len(runs)
         final = format_over_seeds([run.final_evaluation for run in runs])
         lines.append(
-            f"| {task.label} | {task.criterion} | {len(solved)}/{len(runs)} | "
+            f"| {task.label} | {agent_name} | {task.criterion} | {len(solved)}/{len(runs)} | "
             f"{median_or_dash([run.env_steps for run in solved], ',.0f')} | "
             f"{median_or_dash([run.training_seconds for run in solved], ',.1f')} | "
             f"{statistics.median(run.evaluation_seconds for run in runs):,.1f} | {final} |"
         )
     lines += [
         "",
-        f"Tasks solved on every seed: **{solved_tasks}/{len(args.tasks)}**.",
+        f"(Task, agent) pairs solved on every seed: **{solved_tasks}/{len(args.tasks) * len(args.agents)}**.",
         "",
-        f"Our RecurrentPPO with the shipped `ppo` preset of each env (`rl_lstm.config.preset`), "
+        f"Our agents ({', '.join(args.agents)}) with the shipped preset of each env (`rl_lstm.config.preset`), "
         f"{seeds_text(args.seeds)}, each run budgeted {args.max_timesteps:,} env steps or {args.max_seconds:,.0f} s "
         "of training, whichever ends first (linear schedules decay over the step budget), with "
         f"`torch.set_num_threads(1)`. Every {args.eval_every:,} env steps, and at the end of the budget, the agent "
@@ -527,11 +536,16 @@ def benchmark_ppo(args: argparse.Namespace) -> str:
         "last evaluation, solved or not. Recall-task returns are (right - wrong) / scored steps, so 0.9 means 95% "
         "of the answers right and answering at random returns -0.5.",
         "",
-        "Presets used (PPOConfig defaults for every key not listed):",
+        "Presets used (the agent's config defaults for every key not listed):",
         "",
-        *(f"- `{env_id}`: `{preset('ppo', env_id) or '{}'}`" for env_id in dict.fromkeys(t.env_id for t in args.tasks)),
+        *(
+            f"- {agent_name}, `{env_id}`: `{preset(agent_name, env_id) or '{}'}`"
+            for agent_name in args.agents
+            for env_id in dict.fromkeys(t.env_id for t in args.tasks)
+        ),
+        *args.notes,
     ]
-    return "## Recurrent PPO: env steps and seconds to solve each task\n\n" + "\n".join(lines)
+    return f"## {args.title}: env steps and seconds to solve each task\n\n" + "\n".join(lines)
 
 
 def _positive_int(text: str) -> int:
@@ -558,18 +572,23 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     versus.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     versus.set_defaults(run=benchmark_ppo_vs_sb3)
 
-    alone = subparsers.add_parser(
-        "ppo", help="our recurrent PPO with its presets: env steps and seconds to solve each task",
-        description="Train our RecurrentPPO with the shipped presets on each task until an evaluation reaches the "
-        "task's threshold or the budget ends; report solved seeds, steps and seconds to the threshold.",
-    )
-    alone.add_argument("--tasks", nargs="+", type=parse_task, default=[parse_task(t) for t in DEFAULT_TASKS],
-                       metavar="ENV_ID[:KEY=VALUE,...][@return>=X|@success>=X]",
-                       help=f"default: {' '.join(DEFAULT_TASKS)}")
-    alone.add_argument("--seeds", type=_positive_int, default=5, help="seeds 0 .. N-1 per task")
-    alone.add_argument("--max-timesteps", type=_positive_int, default=1_000_000, help="env-step budget per run")
-    alone.add_argument("--max-seconds", type=float, default=900.0, help="training-time budget per run (s)")
-    alone.add_argument("--eval-every", type=_positive_int, default=10_000, help="env steps between evaluations")
-    alone.add_argument("--eval-episodes", type=_positive_int, default=100, help="episodes per evaluation")
-    alone.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
-    alone.set_defaults(run=benchmark_ppo)
+    for name, agents, title, default_tasks in (
+        ("ppo", ["ppo"], "Recurrent PPO", DEFAULT_TASKS),
+        ("reinforce", ["reinforce", "ppo"], "Recurrent REINFORCE beside recurrent PPO", REINFORCE_TASKS),
+    ):
+        alone = subparsers.add_parser(
+            name, help=f"{title} with the shipped presets: env steps and seconds to solve each task",
+            description=f"Train {', '.join(agents)} with the shipped presets on each task until an evaluation reaches "
+            "the task's threshold or the budget ends; report solved seeds, steps and seconds to the threshold.",
+        )
+        alone.add_argument("--tasks", nargs="+", type=parse_task, default=[parse_task(t) for t in default_tasks],
+                           metavar="ENV_ID[:KEY=VALUE,...][@return>=X|@success>=X]",
+                           help=f"default: {' '.join(default_tasks)}")
+        alone.add_argument("--agents", nargs="+", default=agents, help=f"default: {' '.join(agents)}")
+        alone.add_argument("--seeds", type=_positive_int, default=5, help="seeds 0 .. N-1 per task")
+        alone.add_argument("--max-timesteps", type=_positive_int, default=1_000_000, help="env-step budget per run")
+        alone.add_argument("--max-seconds", type=float, default=900.0, help="training-time budget per run (s)")
+        alone.add_argument("--eval-every", type=_positive_int, default=10_000, help="env steps between evaluations")
+        alone.add_argument("--eval-episodes", type=_positive_int, default=100, help="episodes per evaluation")
+        alone.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+        alone.set_defaults(run=benchmark_solve, title=title, notes=[])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from agents.ppo import RecurrentPPO
+from agents.reinforce import RecurrentReinforce
 from rl_lstm.config import preset
 from rl_lstm.evaluation import evaluate_agent
 
@@ -41,3 +42,20 @@ def test_ppo_solves_repeat_previous_easy() -> None:
 def test_feed_forward_policy_cannot_solve_repeat_previous_easy() -> None:
     result = _train_and_evaluate("rl_lstm/RepeatPreviousEasy-v0", 100_000, seed=0, core="mlp")
     assert result.mean_return <= 0.0, "without memory the suit 4 cards back is a guess among 4"
+
+
+def _train_reinforce(env_id: str, timesteps: int, seed: int, **overrides: object):
+    agent = RecurrentReinforce(env_id, seed=seed, **{**preset("reinforce", env_id), **overrides})
+    agent.learn(timesteps, progress_bar=False)
+    return evaluate_agent(agent, num_episodes=100, seed=123)
+
+
+def test_reinforce_solves_the_tmaze_of_length_10() -> None:
+    result = _train_reinforce("rl_lstm/TMaze-v0", 400_000, seed=1, env_kwargs={"length": 10})
+    assert result.success_rate >= 0.95
+
+
+def test_reinforce_with_a_feed_forward_policy_cannot_solve_the_tmaze() -> None:
+    result = _train_reinforce("rl_lstm/TMaze-v0", 400_000, seed=1, env_kwargs={"length": 10}, core="mlp",
+                              core_kwargs={})
+    assert result.success_rate <= 0.75
