@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 
@@ -95,16 +94,10 @@ class RecurrentPPO(RecurrentAgent):
 
     name = "ppo"
     config_class = PPOConfig
+    adam_epsilon = 1e-5  # Stable-Baselines3's PPO and most PPO implementations
 
-    def __init__(
-        self,
-        env: str | gym.Env | gym.vector.VectorEnv,
-        seed: int = 0,
-        device: str = "cpu",
-        tensorboard_log: str | None = None,
-        **hyperparams: Any,
-    ):
-        super().__init__(env, seed=seed, device=device, tensorboard_log=tensorboard_log, **hyperparams)
+    def _setup(self) -> None:
+        """PPO's rollout buffer, once the env and policy exist."""
         config = self.config
         # A user's vector env may hold another number of copies than num_envs says.
         require(
@@ -112,8 +105,6 @@ class RecurrentPPO(RecurrentAgent):
             f"batch_size ({config.batch_size}) is larger than a rollout of this env (n_steps * num_envs = "
             f"{config.n_steps * self.env.num_envs})",
         )
-        # One fused kernel for all parameters: the per-tensor loop costs more than the math for small nets.
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.learning_rate, eps=1e-5, fused=True)
         self.buffer = RolloutBuffer(config.n_steps, self.env.num_envs, config.seq_len, self.device)
         self._rollout: dict[str, Any] | None = None  # env state carried from one rollout to the next
 

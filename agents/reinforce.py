@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 
@@ -98,16 +97,8 @@ class RecurrentReinforce(RecurrentAgent):
     name = "reinforce"
     config_class = ReinforceConfig
 
-    def __init__(
-        self,
-        env: str | gym.Env | gym.vector.VectorEnv,
-        seed: int = 0,
-        device: str = "cpu",
-        tensorboard_log: str | None = None,
-        **hyperparams: Any,
-    ):
-        super().__init__(env, seed=seed, device=device, tensorboard_log=tensorboard_log, **hyperparams)
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.config.learning_rate, fused=True)
+    def _setup(self) -> None:
+        """The running mean of the returns (baseline="mean"), once the env and policy exist."""
         self.baseline_mean = 0.0
 
     # ---- one iteration: collect -> targets -> update ------------------------------------------------------------

@@ -118,6 +118,7 @@ class RecurrentAgent(ABC):
 
     name: ClassVar[str]
     config_class: ClassVar[type]
+    adam_epsilon: ClassVar[float] = 1e-8  # Adam's own default
 
     def __init__(
         self,
@@ -142,8 +143,16 @@ class RecurrentAgent(ABC):
         self.total_timesteps = 0
         self.iterations = 0
         self.rng = np.random.default_rng(seed)
-        self.optimizer: torch.optim.Optimizer | None = None
+        # One fused kernel for all parameters: for small nets the per-tensor loop costs more than the math.
+        self.optimizer = torch.optim.Adam(
+            self.policy.parameters(), lr=self.config.learning_rate, eps=self.adam_epsilon, fused=True
+        )
         self.latest_scalars: dict[str, float] = {}
+        self._setup()
+
+    @abstractmethod
+    def _setup(self) -> None:
+        """What an agent builds once its env, policy and optimizer exist (buffers, running statistics)."""
 
     def _make_env(self, env: str | gym.vector.VectorEnv | gym.Env) -> gym.vector.VectorEnv:
         """The training vector env: made from an id, or the user's env with episode statistics added."""
@@ -263,7 +272,7 @@ class RecurrentAgent(ABC):
         return {
             "rng": rng_state(),
             "agent_rng": self.rng.bit_generator.state,
-            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
             "total_timesteps": self.total_timesteps,
             "iterations": self.iterations,
         }
@@ -271,8 +280,7 @@ class RecurrentAgent(ABC):
     def _load_training_state(self, state: dict[str, Any]) -> None:
         set_rng_state(state["rng"])
         self.rng.bit_generator.state = state["agent_rng"]
-        if self.optimizer is not None:
-            self.optimizer.load_state_dict(state["optimizer"])
+        self.optimizer.load_state_dict(state["optimizer"])
         self.total_timesteps = state["total_timesteps"]
         self.iterations = state["iterations"]
 

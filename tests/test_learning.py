@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import pytest
 
-from agents.ppo import RecurrentPPO
-from agents.reinforce import RecurrentReinforce
+from agents import agent_class
 from rl_lstm.config import preset
 from rl_lstm.evaluation import evaluate_agent
 
 pytestmark = pytest.mark.slow
 
 
-def _train_and_evaluate(env_id: str, timesteps: int, seed: int, **overrides: object):
-    agent = RecurrentPPO(env_id, seed=seed, **{**preset("ppo", env_id), **overrides})
-    agent.learn(timesteps, progress_bar=False)
-    return evaluate_agent(agent, num_episodes=100, seed=123)
+def _train_and_evaluate(env_id: str, timesteps: int, seed: int, agent: str = "ppo", **overrides: object):
+    trainer = agent_class(agent)(env_id, seed=seed, **{**preset(agent, env_id), **overrides})
+    trainer.learn(timesteps, progress_bar=False)
+    return evaluate_agent(trainer, num_episodes=100, seed=123)
 
 
 def test_ppo_solves_the_tmaze_of_length_10() -> None:
@@ -44,18 +43,13 @@ def test_feed_forward_policy_cannot_solve_repeat_previous_easy() -> None:
     assert result.mean_return <= 0.0, "without memory the suit 4 cards back is a guess among 4"
 
 
-def _train_reinforce(env_id: str, timesteps: int, seed: int, **overrides: object):
-    agent = RecurrentReinforce(env_id, seed=seed, **{**preset("reinforce", env_id), **overrides})
-    agent.learn(timesteps, progress_bar=False)
-    return evaluate_agent(agent, num_episodes=100, seed=123)
-
-
 def test_reinforce_solves_the_tmaze_of_length_10() -> None:
-    result = _train_reinforce("rl_lstm/TMaze-v0", 400_000, seed=1, env_kwargs={"length": 10})
+    result = _train_and_evaluate("rl_lstm/TMaze-v0", 400_000, seed=1, agent="reinforce", env_kwargs={"length": 10})
     assert result.success_rate >= 0.95
 
 
 def test_reinforce_with_a_feed_forward_policy_cannot_solve_the_tmaze() -> None:
-    result = _train_reinforce("rl_lstm/TMaze-v0", 400_000, seed=1, env_kwargs={"length": 10}, core="mlp",
-                              core_kwargs={})
+    result = _train_and_evaluate(
+        "rl_lstm/TMaze-v0", 400_000, seed=1, agent="reinforce", env_kwargs={"length": 10}, core="mlp", core_kwargs={}
+    )
     assert result.success_rate <= 0.75
