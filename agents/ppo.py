@@ -128,7 +128,7 @@ class RecurrentPPO(RecurrentAgent):
     def _collect_rollout(self, statistics: EpisodeStatistics) -> float:
         """Fill the buffer with ``n_steps`` steps of every env and compute GAE; the mean |cell state| seen."""
         if self._rollout is None:
-            observations, infos = self.env.reset(seed=int(self.rng.integers(2**31)))
+            observations, infos = self._reset_env()
             self._rollout = {
                 "observations": observations,
                 "infos": infos,
@@ -164,7 +164,7 @@ class RecurrentPPO(RecurrentAgent):
                     state_before,
                 )
                 env_actions = self.policy.clip_actions(actions).cpu().numpy()
-                observations, rewards, terminated, truncated, infos = self.env.step(env_actions)
+                observations, rewards, terminated, truncated, infos = self._step_env(env_actions)
                 self.buffer.add_outcome(rewards, terminated, truncated)
                 statistics.update(infos)
                 rollout["episode_starts"] = rollout["autoresetting"]

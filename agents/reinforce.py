@@ -112,7 +112,7 @@ class RecurrentReinforce(RecurrentAgent):
     def _collect_episodes(self, statistics: EpisodeStatistics) -> tuple[EpisodeBatch, dict[str, float]]:
         """Run every env copy from a reset to the end of its episode; copies that finish first wait, masked."""
         num_envs = self.env.num_envs
-        observations, infos = self.env.reset(seed=int(self.rng.integers(2**31)))
+        observations, infos = self._reset_env()
         state = self.policy.initial_state(num_envs)
         episode_starts = torch.ones(num_envs, dtype=torch.bool)
         finished = np.zeros(num_envs, dtype=bool)
@@ -138,7 +138,7 @@ class RecurrentReinforce(RecurrentAgent):
                         "valid": ~finished,
                     }
                 )
-                observations, rewards, terminated, truncated, infos = self.env.step(
+                observations, rewards, terminated, truncated, infos = self._step_env(
                     self.policy.clip_actions(torch.as_tensor(actions)).numpy()
                 )
                 steps[-1]["rewards"] = np.where(finished, 0.0, rewards)

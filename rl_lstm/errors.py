@@ -15,3 +15,7 @@ class CheckpointError(RLLSTMError):
 
 class NumericalError(RLLSTMError):
     """A NaN or inf appeared in a loss, gradient or parameter; the update was stopped before it was applied."""
+
+
+class EnvStepError(RLLSTMError):
+    """The environment raised in ``reset`` or ``step``; the message names the env and the env step."""
