@@ -17,6 +17,8 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
+from rl_lstm.errors import ConfigError
+
 State = tuple[Tensor, ...]
 
 
@@ -250,14 +252,14 @@ def make_core(kind: str, input_size: int, hidden_size: int, num_layers: int = 1,
     if kind not in CORES:
         close = difflib.get_close_matches(kind, CORES)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(
+        raise ConfigError(
             f"Unknown core kind {kind!r}. Valid kinds: {', '.join(CORES)}.{hint} "
             "You may also pass your own core (an nn.Module following rl_lstm.cores.RecurrentCore)."
         )
     options = [name for name in inspect.signature(CORES[kind]).parameters if name not in _SIZE_ARGUMENTS]
     unknown = sorted(set(kwargs) - set(options))
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"core {kind!r} does not take {', '.join(unknown)} in core_kwargs; "
             f"its options are: {', '.join(options) or 'none'}"
         )

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from torch.distributions import Categorical, Normal
 
 from rl_lstm.cores import State, make_core
+from rl_lstm.errors import ConfigError
 
 Observation = Tensor | np.ndarray | dict[str, Any] | tuple[Any, ...]
 
@@ -161,7 +162,7 @@ def make_encoder(space: spaces.Space) -> nn.Module:
         return CompositeEncoder(range(len(space.spaces)), [make_encoder(part) for part in space.spaces])
     if isinstance(space, spaces.Dict):
         return CompositeEncoder(list(space.spaces), [make_encoder(part) for part in space.spaces.values()])
-    raise ValueError(
+    raise ConfigError(
         f"Unsupported observation space {space}. Supported: {SUPPORTED_OBSERVATION_SPACES}. "
         "Wrap the env to convert its observations, e.g. with gymnasium.wrappers.FlattenObservation."
     )
@@ -261,7 +262,7 @@ class CategoricalHead(nn.Module):
         if action_masks is not None:
             action_masks = torch.as_tensor(action_masks, device=logits.device).to(torch.bool)
             if action_masks.shape[-1] != self.num_logits:
-                raise ValueError(
+                raise ConfigError(
                     f"action_masks has {action_masks.shape[-1]} entries per step; this action space needs "
                     f"{self.num_logits} (for MultiDiscrete, the masks of all dimensions concatenated)."
                 )
@@ -289,7 +290,7 @@ class GaussianHead(nn.Module):
     def forward(self, latent: Tensor, action_masks: Tensor | None = None) -> GaussianDistribution:
         """Distribution for ``latent [..., latent_size]``."""
         if action_masks is not None:
-            raise ValueError("Action masks apply to Discrete and MultiDiscrete action spaces, not to Box.")
+            raise ConfigError("Action masks apply to Discrete and MultiDiscrete action spaces, not to Box.")
         return GaussianDistribution(self.linear(latent), self.log_std, self.event_shape)
 
     def clip(self, actions: Tensor) -> Tensor:
@@ -305,7 +306,7 @@ def make_action_head(space: spaces.Space, latent_size: int, log_std_init: float)
         return CategoricalHead(latent_size, space.nvec, space.start)
     if isinstance(space, spaces.Box):
         return GaussianHead(latent_size, space, log_std_init)
-    raise ValueError(f"Unsupported action space {space}. Supported: {SUPPORTED_ACTION_SPACES}.")
+    raise ConfigError(f"Unsupported action space {space}. Supported: {SUPPORTED_ACTION_SPACES}.")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -367,7 +368,7 @@ class RecurrentActorCritic(nn.Module):
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
-            raise ValueError(f"Unknown activation {activation!r}. Valid: {', '.join(ACTIVATIONS)}.")
+            raise ConfigError(f"Unknown activation {activation!r}. Valid: {', '.join(ACTIVATIONS)}.")
         self.observation_space = observation_space
         self.action_space = action_space
         self.encoder = make_encoder(observation_space)

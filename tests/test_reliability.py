@@ -246,3 +246,22 @@ def test_any_difficulty_either_makes_a_recall_env_or_raises_a_value_error(diffic
     except ValueError:
         return
     env.reset(seed=0)
+
+
+class TextObservationEnv(gym.Env):
+    """Observes free text: a space no encoder can read."""
+
+    observation_space = gym.spaces.Text(8)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        return "hello", {}
+
+    def step(self, action):
+        return "hello", 0.0, True, False, {}
+
+
+def test_an_observation_space_the_agent_cannot_read_is_named_in_a_config_error() -> None:
+    env = gym.vector.SyncVectorEnv([TextObservationEnv])
+    with pytest.raises(ConfigError, match="Text"):
+        RecurrentPPO(env, **TINY["ppo"])
