@@ -79,11 +79,6 @@ class PPOConfig(EnvConfig, PolicyConfig):
             require(getattr(self, key) in SCHEDULES, f"{key} must be one of {', '.join(SCHEDULES)}")
 
 
-def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``values`` over the entries where ``mask`` is True."""
-    return (values * mask).sum() / mask.sum().clamp(min=1)
-
-
 class RecurrentPPO(RecurrentAgent):
     """Recurrent PPO with an LSTM (or GRU, peephole LSTM) actor-critic.
 
@@ -191,7 +186,11 @@ class RecurrentPPO(RecurrentAgent):
             group["lr"] = learning_rate
         self.policy.train()
         self.buffer.prepare()
-        totals: dict[str, list[float]] = {k: [] for k in ("pg", "value", "entropy", "kl", "clip_fraction", "grad")}
+        # Per-minibatch statistics stay tensors until the update ends: a .item() per value per minibatch costs
+        # more than the arithmetic at these sizes.
+        totals: dict[str, list[torch.Tensor]] = {
+            k: [] for k in ("pg", "value", "entropy", "kl", "clip_fraction", "grad")
+        }
         skipped = 0
         stop = False
         for _ in range(config.n_epochs):
@@ -199,28 +198,27 @@ class RecurrentPPO(RecurrentAgent):
                 log_prob, entropy, values = self.policy.evaluate_actions(
                     batch.observations, batch.actions, batch.initial_state, batch.episode_starts, batch.action_masks
                 )  # each [seq_len, pieces]
-                valid = batch.valid.float()
+                weights = batch.valid / batch.valid.sum().clamp(min=1)  # a mean over the real steps
                 advantages = batch.advantages
                 if config.normalize_advantage:
-                    mean = masked_mean(advantages, valid)
-                    std = masked_mean((advantages - mean) ** 2, valid).sqrt()
+                    mean = (advantages * weights).sum()
+                    std = (((advantages - mean) ** 2) * weights).sum().sqrt()
                     advantages = (advantages - mean) / (std + 1e-8)
                 log_ratio = log_prob - batch.old_log_probs
                 ratio = log_ratio.exp()
-                policy_loss = -masked_mean(
-                    torch.min(advantages * ratio, advantages * ratio.clamp(1 - clip_range, 1 + clip_range)), valid
-                )
+                clipped_ratio = ratio.clamp(1 - clip_range, 1 + clip_range)
+                policy_loss = -(torch.min(advantages * ratio, advantages * clipped_ratio) * weights).sum()
                 if config.clip_range_vf is not None:
                     values = batch.old_values + (values - batch.old_values).clamp(
                         -config.clip_range_vf, config.clip_range_vf
                     )
-                value_loss = masked_mean((batch.returns - values) ** 2, valid)
-                entropy_loss = -masked_mean(entropy, valid)
+                value_loss = (((batch.returns - values) ** 2) * weights).sum()
+                entropy_loss = -(entropy * weights).sum()
                 loss = policy_loss + config.ent_coef * entropy_loss + config.vf_coef * value_loss
                 with torch.no_grad():
-                    approx_kl = masked_mean((ratio - 1) - log_ratio, valid).item()
-                    clip_fraction = masked_mean(((ratio - 1).abs() > clip_range).float(), valid).item()
-                if config.target_kl is not None and approx_kl > 1.5 * config.target_kl:
+                    approx_kl = (((ratio - 1) - log_ratio) * weights).sum()
+                    clip_fraction = ((((ratio - 1).abs() > clip_range).float()) * weights).sum()
+                if config.target_kl is not None and approx_kl.item() > 1.5 * config.target_kl:
                     stop = True
                     break
                 self.optimizer.zero_grad(set_to_none=True)
@@ -236,21 +234,21 @@ class RecurrentPPO(RecurrentAgent):
                     continue
                 self.optimizer.step()
                 for key, value in (
-                    ("pg", policy_loss.item()),
-                    ("value", value_loss.item()),
-                    ("entropy", entropy_loss.item()),
+                    ("pg", policy_loss),
+                    ("value", value_loss),
+                    ("entropy", entropy_loss),
                     ("kl", approx_kl),
                     ("clip_fraction", clip_fraction),
-                    ("grad", grad_norm.item()),
+                    ("grad", grad_norm),
                 ):
-                    totals[key].append(value)
+                    totals[key].append(value.detach())
             if stop:
                 break
         check_finite(dict(self.policy.named_parameters()))
         valid_steps = self.buffer.valid
         returns, predicted = self.buffer.returns[valid_steps], self.buffer.values[valid_steps]
         explained_variance = 1 - np.var(returns - predicted) / np.var(returns) if np.var(returns) > 0 else np.nan
-        mean = lambda key: float(np.mean(totals[key])) if totals[key] else float("nan")  # noqa: E731
+        mean = lambda key: torch.stack(totals[key]).mean().item() if totals[key] else float("nan")  # noqa: E731
         return {
             "train/policy_gradient_loss": mean("pg"),
             "train/value_loss": mean("value"),
