@@ -53,3 +53,8 @@ def test_reinforce_with_a_feed_forward_policy_cannot_solve_the_tmaze() -> None:
         "rl_lstm/TMaze-v0", 400_000, seed=1, agent="reinforce", env_kwargs={"length": 10}, core="mlp", core_kwargs={}
     )
     assert result.success_rate <= 0.75
+
+
+def test_reinforce_solves_repeat_first_easy() -> None:
+    result = _train_and_evaluate("rl_lstm/RepeatFirstEasy-v0", 400_000, seed=2, agent="reinforce")
+    assert result.mean_return >= 0.9  # at least 95% of the answers right
