@@ -22,7 +22,7 @@ from rl_lstm import checkpoints
 from rl_lstm.config import build_config, config_to_dict, require
 from rl_lstm.errors import CheckpointError, ConfigError, EnvStepError, NumericalError
 from rl_lstm.logger import EpisodeStatistics, TrainingLogger
-from rl_lstm.policies import RecurrentActorCritic
+from rl_lstm.policies import RecurrentActorCritic, map_observation
 from rl_lstm.vec_env import find_wrapper, load_normalization_state, make_vector_env, normalization_state
 
 Callback = Callable[["RecurrentAgent"], "bool | None"]
@@ -196,7 +196,7 @@ class RecurrentAgent(ABC):
         """
         single = self._is_single_observation(observation)
         if single:
-            observation = _map(lambda a: np.asarray(a)[None], observation)
+            observation = map_observation(lambda a: np.asarray(a)[None], observation)
         batch_size = len(np.asarray(_first_array(observation)))
         if episode_start is None:
             episode_start = np.zeros(batch_size, dtype=bool) if state is not None else np.ones(batch_size, dtype=bool)
@@ -349,14 +349,6 @@ class RecurrentAgent(ABC):
         load_normalization_state(agent.env, payload["normalization"], training=True)
         agent.checkpoint_extra = payload["extra"]
         return agent
-
-
-def _map(fn: Callable[[Any], Any], observation: Any) -> Any:
-    if isinstance(observation, dict):
-        return {k: fn(v) for k, v in observation.items()}
-    if isinstance(observation, tuple):
-        return tuple(fn(v) for v in observation)
-    return fn(observation)
 
 
 def _first_array(observation: Any) -> Any:

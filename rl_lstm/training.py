@@ -62,7 +62,8 @@ def resolve_config(values: dict[str, Any]) -> tuple[RunConfig, Any]:
     """
     run_keys = {f.name for f in dataclasses.fields(RunConfig)}
     run_config = build_config(RunConfig, {k: v for k, v in values.items() if k in run_keys})
-    run_config.env = resolve_env_id(run_config.env) if ":" not in run_config.env else run_config.env
+    # Checked now, before anything runs; the run keeps the id as written (a module prefix is re-imported on resume).
+    resolve_env_id(run_config.env)
     config_class = agent_class(run_config.agent).config_class
     agent_keys = {f.name for f in dataclasses.fields(config_class)}
     unknown = [k for k in values if k not in run_keys and k not in agent_keys]
