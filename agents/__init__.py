@@ -10,6 +10,7 @@ from rl_lstm.errors import ConfigError
 AGENTS: dict[str, str] = {
     "ppo": "agents.ppo:RecurrentPPO",
     "reinforce": "agents.reinforce:RecurrentReinforce",
+    "evolino": "agents.evolino:RecurrentEvolino",
 }
 
 

@@ -1,4 +1,4 @@
-"""What every gradient-trained agent shares: env and policy construction, seeding, predict, save and load.
+"""What every agent shares: env and policy construction, seeding, predict, save and load.
 
 An agent's algorithm (collect, compute targets, update) lives in its own file in ``agents/``; this
 module holds only what is the same for all of them, in Stable-Baselines3's API shape.
@@ -114,7 +114,10 @@ def check_finite(named_tensors: dict[str, torch.Tensor]) -> None:
 
 
 class RecurrentAgent(ABC):
-    """Base of the gradient agents: ``Agent(env, **hyperparams)``, ``.learn``, ``.predict``, ``.save``, ``.load``."""
+    """Base of every agent, gradient or evolution: ``Agent(env, **hyperparams)``, ``.learn``, ``.predict``, ``.save``.
+
+    ``Agent.load(path)`` rebuilds one from a checkpoint.
+    """
 
     name: ClassVar[str]
     config_class: ClassVar[type]
@@ -143,12 +146,16 @@ class RecurrentAgent(ABC):
         self.total_timesteps = 0
         self.iterations = 0
         self.rng = np.random.default_rng(seed)
-        # One fused kernel for all parameters: for small nets the per-tensor loop costs more than the math.
-        self.optimizer = torch.optim.Adam(
-            self.policy.parameters(), lr=self.config.learning_rate, eps=self.adam_epsilon, fused=True
-        )
+        self.optimizer = self._make_optimizer()
         self.latest_scalars: dict[str, float] = {}
         self._setup()
+
+    def _make_optimizer(self) -> torch.optim.Optimizer | None:
+        """Adam over the policy's parameters; an agent that needs no gradients returns None."""
+        # One fused kernel for all parameters: for small nets the per-tensor loop costs more than the math.
+        return torch.optim.Adam(
+            self.policy.parameters(), lr=self.config.learning_rate, eps=self.adam_epsilon, fused=True
+        )
 
     @abstractmethod
     def _setup(self) -> None:
@@ -287,13 +294,17 @@ class RecurrentAgent(ABC):
             logger.close()
         return self
 
+    def close(self) -> None:
+        """Close the training env (and whatever else an agent holds open, such as Ray workers)."""
+        self.env.close()
+
     # ---- saving -------------------------------------------------------------------------------------------------
     def _training_state(self) -> dict[str, Any]:
         """Everything beyond the policy that a resumed run needs; agents with more state extend it."""
         return {
             "rng": rng_state(),
             "agent_rng": self.rng.bit_generator.state,
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
             "total_timesteps": self.total_timesteps,
             "iterations": self.iterations,
         }
@@ -301,7 +312,8 @@ class RecurrentAgent(ABC):
     def _load_training_state(self, state: dict[str, Any]) -> None:
         set_rng_state(state["rng"])
         self.rng.bit_generator.state = state["agent_rng"]
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.optimizer is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
         self.total_timesteps = state["total_timesteps"]
         self.iterations = state["iterations"]
 

@@ -47,6 +47,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--num-envs", type=int, help="env copies stepped together")
     parser.add_argument("--device", help="cpu, cuda or auto")
+    parser.add_argument("--backend", choices=["local", "ray"], help="evolino: evaluate in-process or on Ray actors")
+    parser.add_argument("--ray-address", help="evolino with --backend ray: join this cluster (default: start one)")
     parser.add_argument("--config", help="a YAML file of keys (run keys and hyperparameters) over the preset")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override any key")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
@@ -74,6 +76,8 @@ def train_command(args: argparse.Namespace) -> int:
             "seed": args.seed,
             "num_envs": args.num_envs,
             "device": args.device,
+            "backend": args.backend,
+            "ray_address": args.ray_address,
         }
         values.update({key: value for key, value in flags.items() if value is not None})
         values.update(parse_assignments(args.set))

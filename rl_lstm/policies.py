@@ -258,7 +258,10 @@ class CategoricalHead(nn.Module):
 
     def forward(self, latent: Tensor, action_masks: Tensor | None = None) -> CategoricalDistribution:
         """Distribution for ``latent [..., latent_size]``; ``action_masks [..., sum(nvec)]`` marks allowed actions."""
-        logits = self.linear(latent)  # [..., N]
+        return self.distribution(self.linear(latent), action_masks)
+
+    def distribution(self, logits: Tensor, action_masks: Tensor | None = None) -> CategoricalDistribution:
+        """Distribution for flat ``logits [..., sum(nvec)]`` computed elsewhere (e.g. by evolved output units)."""
         if action_masks is not None:
             action_masks = torch.as_tensor(action_masks, device=logits.device).to(torch.bool)
             if action_masks.shape[-1] != self.num_logits:
@@ -289,9 +292,13 @@ class GaussianHead(nn.Module):
 
     def forward(self, latent: Tensor, action_masks: Tensor | None = None) -> GaussianDistribution:
         """Distribution for ``latent [..., latent_size]``."""
+        return self.distribution(self.linear(latent), action_masks)
+
+    def distribution(self, mean: Tensor, action_masks: Tensor | None = None) -> GaussianDistribution:
+        """Distribution around ``mean [..., D]`` computed elsewhere (e.g. by evolved output units)."""
         if action_masks is not None:
             raise ConfigError("Action masks apply to Discrete and MultiDiscrete action spaces, not to Box.")
-        return GaussianDistribution(self.linear(latent), self.log_std, self.event_shape)
+        return GaussianDistribution(mean, self.log_std, self.event_shape)
 
     def clip(self, actions: Tensor) -> Tensor:
         """Actions clipped into the Box bounds."""

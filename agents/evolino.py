@@ -1,0 +1,386 @@
+"""Evolino for reinforcement learning: LSTM policies evolved with Enforced SubPopulations, no gradients at all.
+
+Evolino as published (J. Schmidhuber, D. Wierstra, M. Gagliolo, F. Gomez, "Training Recurrent Networks by
+Evolino", Neural Computation 19(3), 2007; IJCAI 2005) is supervised: ESP evolves the weights of the LSTM memory
+cells (forget gates, peepholes), one subpopulation per cell, and the linear output layer is *computed* by the
+Moore-Penrose pseudo-inverse from the targets (``agents/evolino_supervised.py``). With rewards as the only
+teacher there are no targets to regress on, so this trainer is our extension, after ESP on deep-memory POMDPs
+(F. Gomez and J. Schmidhuber, "Co-evolving recurrent neurons learn deep memory POMDPs", GECCO 2005):
+
+- Evolino's part: memory cells with forget gates and peepholes, one ESP subpopulation per cell, networks
+  assembled from one chromosome of each, chromosome fitness = mean fitness of its networks, recombination
+  within the best quarter, Cauchy mutation, burst mutation on stagnation (``rl_lstm/esp.py``).
+- Ours: the output layer is evolved too, one subpopulation per output unit (an action's logit, or a Box
+  action's mean), instead of the pseudo-inverse; a network's fitness is its mean return over
+  ``episodes_per_network`` episodes; it acts greedily (argmax of the logits, or the clipped mean).
+
+Read top to bottom: the hyperparameters; ``PopulationEvaluator`` plays one episode for each (network, episode)
+job, all jobs of a round in one vector env and one batched forward pass per step; ``RayEvaluator`` shards the
+jobs over Ray actors; ``RecurrentEvolino._iterate`` is one generation: assemble networks -> evaluate -> credit
+and breed -> copy the best network into the policy. The result is an ordinary ``RecurrentActorCritic`` with a
+peephole-LSTM core, so ``.predict``, ``.save``, ``.load`` and ``rl-lstm evaluate`` treat it like a PPO policy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rl_lstm.agent import EnvConfig, RecurrentAgent, rng_state, set_rng_state
+from rl_lstm.config import require
+from rl_lstm.errors import ConfigError, EnvStepError
+from rl_lstm.esp import EnforcedSubpopulations, LSTMLayout, PopulationLSTM
+from rl_lstm.logger import EpisodeStatistics
+from rl_lstm.policies import ImageEncoder, make_action_head, make_encoder
+from rl_lstm.vec_env import action_masks, make_vector_env
+
+BACKENDS = ("local", "ray")
+
+
+@dataclass
+class EvolinoConfig(EnvConfig):
+    """Hyperparameters of RL Evolino (plus the env keys every agent shares)."""
+
+    num_envs: int = 256  # env copies stepped together; a generation's jobs run in rounds of this many
+    num_cells: int = 4  # LSTM memory cells (one ESP subpopulation each)
+    subpopulation_size: int = 20  # chromosomes per subpopulation
+    trials_per_chromosome: int = 5  # networks each chromosome joins per generation (networks = size x trials)
+    episodes_per_network: int = 8  # episodes averaged into a network's fitness
+    init_scale: float = 0.5  # initial weights uniform in [-init_scale, init_scale]
+    elite_fraction: float = 0.25  # top fraction of a subpopulation that breeds (ESP and Evolino: a quarter)
+    crossover: bool = True  # one-point crossover between two elite parents before mutation
+    mutation_scale: float = 0.05  # scale of the Cauchy noise added to every weight of an offspring
+    burst_after: int = 20  # generations without a better network before a burst mutation (Evolino: 20)
+    burst_scale: float = 0.3  # scale of the Cauchy noise around the best network in a burst mutation
+    max_episode_steps: int = 100_000  # an episode still running after this many steps is cut (safety net)
+    backend: str = "local"  # "local" (in-process) or "ray" (jobs sharded over Ray actors)
+    ray_workers: int = 2  # Ray actors, each with its own vector env of num_envs copies
+    ray_address: str | None = None  # join this Ray cluster ("auto" or "ray://host:port"); None starts a local one
+    # Fixed by the algorithm, kept so that configs, checkpoints and the policy are built like every agent's:
+    learning_rate: float = field(default=0.0, repr=False)
+
+    def validate(self) -> None:
+        """Range checks: each error names the key and what is allowed."""
+        self.validate_env()
+        require(self.num_cells >= 1, f"num_cells must be at least 1, got {self.num_cells}")
+        require(self.subpopulation_size >= 4, f"subpopulation_size must be at least 4, got {self.subpopulation_size}")
+        require(
+            self.trials_per_chromosome >= 1, f"trials_per_chromosome must be >= 1, got {self.trials_per_chromosome}"
+        )
+        require(self.episodes_per_network >= 1, f"episodes_per_network must be >= 1, got {self.episodes_per_network}")
+        require(self.init_scale > 0, f"init_scale must be positive, got {self.init_scale}")
+        require(0 < self.elite_fraction <= 0.5, f"elite_fraction must lie in (0, 0.5], got {self.elite_fraction}")
+        require(self.mutation_scale >= 0, f"mutation_scale must be >= 0, got {self.mutation_scale}")
+        require(self.burst_after >= 1, f"burst_after must be at least 1, got {self.burst_after}")
+        require(self.burst_scale > 0, f"burst_scale must be positive, got {self.burst_scale}")
+        require(self.max_episode_steps >= 1, f"max_episode_steps must be at least 1, got {self.max_episode_steps}")
+        require(self.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        require(self.ray_workers >= 1, f"ray_workers must be at least 1, got {self.ray_workers}")
+        require(
+            not (self.normalize_observations or self.normalize_rewards),
+            "Evolino compares fixed networks by their returns: normalize_observations and normalize_rewards must "
+            "be false (running statistics would change the task between networks of one generation)",
+        )
+
+    @property
+    def networks_per_generation(self) -> int:
+        """Networks assembled and evaluated per generation."""
+        return self.subpopulation_size * self.trials_per_chromosome
+
+    def policy_kwargs(self) -> dict[str, Any]:
+        """The policy an evolved network is written into: encoder -> peephole LSTM -> linear action head."""
+        return {
+            "core": "peephole",
+            "hidden_size": self.num_cells,
+            "num_layers": 1,
+            "core_kwargs": {},
+            "shared_core": True,
+            "net_arch_pi": (),
+            "net_arch_vf": (),
+            "ortho_init": False,
+            "mlp_encoder": (),
+            # Evolved policies act greedily; a tiny std keeps Box predict(deterministic=False) at the evolved mean.
+            "log_std_init": -20.0,
+        }
+
+
+@dataclass
+class EpisodeResults:
+    """One entry per (network, episode) job: return, length, and success (NaN where the env reports none)."""
+
+    returns: np.ndarray
+    lengths: np.ndarray
+    successes: np.ndarray
+
+
+class PopulationEvaluator:
+    """Plays one episode per job, a round of up to ``env.num_envs`` jobs at a time, all networks batched.
+
+    Every job carries its own env seed, so its result does not depend on the round or the Ray shard it runs in.
+    """
+
+    def __init__(self, env: gym.vector.VectorEnv, layout: LSTMLayout, max_episode_steps: int, env_id: str) -> None:
+        self.env = env
+        self.env_id = env_id
+        self.layout = layout
+        self.max_episode_steps = max_episode_steps
+        self.encoder = make_encoder(env.single_observation_space)
+        self.head = make_action_head(env.single_action_space, layout.num_cells, log_std_init=0.0)
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> PopulationEvaluator:
+        """An evaluator with its own vector env, built from plain data (what a Ray actor receives)."""
+        env = make_vector_env(spec["env_id"], spec["num_envs"], spec["env_kwargs"], spec["vectorization"])
+        return cls(env, LSTMLayout(**spec["layout"]), spec["max_episode_steps"], spec["env_id"])
+
+    def evaluate(self, chromosomes: list[np.ndarray], seeds: np.ndarray) -> EpisodeResults:
+        """One episode per job: ``chromosomes`` holds one ``[num_jobs, size]`` array per unit, ``seeds [num_jobs]``."""
+        num_jobs, round_size = len(chromosomes[0]), self.env.num_envs
+        results = [np.empty(num_jobs), np.empty(num_jobs, dtype=np.int64), np.empty(num_jobs)]
+        for start in range(0, num_jobs, round_size):
+            jobs = np.arange(start, min(start + round_size, num_jobs))
+            # The last round pads with copies of its last job; their episodes are discarded.
+            padded = np.concatenate([jobs, np.full(round_size - len(jobs), jobs[-1])])
+            round_results = self._play_round([c[padded] for c in chromosomes], seeds[padded])
+            for result, round_result in zip(results, round_results):
+                result[jobs] = round_result[: len(jobs)]
+        return EpisodeResults(*results)
+
+    def _play_round(
+        self, chromosomes: list[np.ndarray], seeds: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Copy ``i`` of the vector env (seeded ``seeds[i]``) plays network ``i`` for one episode."""
+        network = PopulationLSTM(self.layout, chromosomes)
+        copies = self.env.num_envs
+        observations, infos = self._call_env("reset", 0, seed=[int(seed) for seed in seeds])
+        state = network.initial_state(1)
+        finished = np.zeros(copies, dtype=bool)
+        returns, lengths = np.zeros(copies), np.zeros(copies, dtype=np.int64)
+        successes = np.full(copies, np.nan)
+        with torch.no_grad():
+            for step in range(self.max_episode_steps):
+                features = self.encoder(torch.as_tensor(observations)).to(torch.float64)  # [copies, F]
+                h, state = network.step(features[:, None, :], state)
+                outputs = network.outputs(h)[:, 0].to(torch.float32)  # [copies, num_outputs]
+                masks = action_masks(self.env, infos)
+                distribution = self.head.distribution(outputs, None if masks is None else torch.as_tensor(masks))
+                actions = self.head.clip(distribution.mode()).numpy()
+                observations, rewards, terminated, truncated, infos = self._call_env("step", step, actions)
+                running = ~finished
+                returns += np.where(running, rewards, 0.0)
+                lengths += running
+                ended = running & (terminated | truncated)
+                if "is_success" in infos:
+                    successes[ended] = np.asarray(infos["is_success"], dtype=np.float64)[ended]
+                finished |= ended
+                if finished.all():
+                    break
+        return returns, lengths, successes
+
+    def _call_env(self, call: str, step: int, *args: Any, **kwargs: Any) -> Any:
+        """``env.reset``/``env.step``; an error names the env and the episode step it happened at."""
+        try:
+            return getattr(self.env, call)(*args, **kwargs)
+        except Exception as error:
+            raise EnvStepError(
+                f"env {self.env_id!r} raised {type(error).__name__} in {call}() at step {step} of an evaluation "
+                f"episode: {error}. Checkpoints already written are intact; fix the env and resume the run."
+            ) from error
+
+
+class RayEvaluator:
+    """The jobs of a generation sharded over Ray actors, each a :class:`PopulationEvaluator` with its own env.
+
+    A worker that dies (node lost, process killed) is replaced by a new actor and its shard evaluated again.
+    """
+
+    def __init__(self, spec: dict[str, Any], num_workers: int, address: str | None) -> None:
+        try:
+            import ray
+        except ImportError as error:
+            raise ConfigError(
+                "backend='ray' needs Ray: pip install 'rl-lstm[ray]' (or pip install 'ray>=2.9')"
+            ) from error
+        self.ray = ray
+        if not ray.is_initialized():
+            if address is None:
+                ray.init(num_cpus=num_workers, include_dashboard=False, log_to_driver=False)
+            else:
+                ray.init(address=address, log_to_driver=False)
+        self.spec = spec
+        # One CPU each, no automatic restart: a dead worker is replaced here, where its shard is known.
+        self.actor_class = ray.remote(num_cpus=1, max_restarts=0)(_RayWorker)
+        self.workers = [self._new_worker() for _ in range(num_workers)]
+        self.replaced_workers = 0
+
+    def _new_worker(self) -> Any:
+        return self.actor_class.remote(self.spec)
+
+    def evaluate(self, chromosomes: list[np.ndarray], seeds: np.ndarray) -> EpisodeResults:
+        """Contiguous shards of the jobs, one per worker, each job with its own env seed."""
+        num_jobs = len(chromosomes[0])
+        bounds = np.linspace(0, num_jobs, len(self.workers) + 1).astype(int)
+        shards = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+        pending = {
+            index: self.workers[index].evaluate.remote([c[a:b] for c in chromosomes], seeds[a:b])
+            for index, (a, b) in enumerate(shards)
+        }
+        results: dict[int, EpisodeResults] = {}
+        while pending:
+            index, future = next(iter(pending.items()))
+            try:
+                results[index] = self.ray.get(future)
+                del pending[index]
+            except self.ray.exceptions.RayActorError:
+                a, b = shards[index]
+                self.workers[index] = self._new_worker()
+                self.replaced_workers += 1
+                pending[index] = self.workers[index].evaluate.remote([c[a:b] for c in chromosomes], seeds[a:b])
+        ordered = [results[index] for index in range(len(shards))]
+        return EpisodeResults(*(np.concatenate([getattr(r, k) for r in ordered]) for k in ("returns", "lengths",
+                                                                                          "successes")))
+
+    def close(self) -> None:
+        """Stop the actors (the Ray cluster itself stays up for whoever started it)."""
+        for worker in self.workers:
+            self.ray.kill(worker)
+
+
+class _RayWorker:
+    """A Ray actor holding one :class:`PopulationEvaluator` (built in the worker process, env included)."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        import envs  # noqa: F401  (registers the rl_lstm/ env ids in the worker process)
+
+        self.evaluator = PopulationEvaluator.from_spec(spec)
+
+    def evaluate(self, chromosomes: list[np.ndarray], seeds: np.ndarray) -> EpisodeResults:
+        """One episode per job of this shard."""
+        return self.evaluator.evaluate(chromosomes, seeds)
+
+    def pid(self) -> int:
+        """The worker's process id (tests kill it)."""
+        import os
+
+        return os.getpid()
+
+
+class RecurrentEvolino(RecurrentAgent):
+    """RL Evolino: peephole-LSTM policies evolved by ESP, one generation per iteration of ``learn``.
+
+    ``RecurrentEvolino(env, seed=0, device="cpu", tensorboard_log=None, **hyperparams)``; ``hyperparams`` are the
+    fields of :class:`EvolinoConfig`. ``learn(total_timesteps)`` counts env steps like the gradient agents; after
+    every generation ``policy`` holds the best network found so far.
+    """
+
+    name = "evolino"
+    config_class = EvolinoConfig
+
+    def _make_optimizer(self) -> None:
+        """Evolution needs no optimizer."""
+        return None
+
+    def _setup(self) -> None:
+        """The subpopulations and the evaluator (in-process or on Ray), once the env and policy exist."""
+        config = self.config
+        if isinstance(self.policy.encoder, ImageEncoder):
+            raise ConfigError("Evolino takes vector observations; image observations need a learned CNN encoder")
+        num_outputs = self.policy.action_head.linear.out_features  # logits, or the Box action's mean
+        self.layout = LSTMLayout(self.policy.encoder.out_features, config.num_cells, num_outputs)
+        self.esp = EnforcedSubpopulations(
+            self.layout.chromosome_sizes(),
+            config.subpopulation_size,
+            self.rng,
+            init_scale=config.init_scale,
+            elite_fraction=config.elite_fraction,
+            crossover=config.crossover,
+            mutation_scale=config.mutation_scale,
+            burst_after=config.burst_after,
+            burst_scale=config.burst_scale,
+        )
+        if config.backend == "ray":
+            if not hasattr(self, "env_id") or self.env_id not in gym.registry:
+                raise ConfigError("backend='ray' builds the env in every worker, so pass the env as a registered id")
+            spec = {
+                "env_id": self.env_id,
+                "num_envs": config.num_envs,
+                "env_kwargs": config.env_kwargs,
+                "vectorization": config.vectorization,
+                "layout": dataclasses.asdict(self.layout),
+                "max_episode_steps": config.max_episode_steps,
+            }
+            self.evaluator: PopulationEvaluator | RayEvaluator = RayEvaluator(spec, config.ray_workers,
+                                                                              config.ray_address)
+        else:
+            self.evaluator = PopulationEvaluator(self.env, self.layout, config.max_episode_steps, self.env_id)
+
+    # ---- one generation: assemble -> evaluate -> credit and breed -> keep the best --------------------------------
+    def _iterate(self, statistics: EpisodeStatistics, progress: float) -> dict[str, float]:
+        """Evaluate one generation of networks and breed the next."""
+        config = self.config
+        members = self.esp.sample_networks(config.trials_per_chromosome)  # [networks, units]
+        episodes = config.episodes_per_network
+        # Job network * episodes + k is episode k of that network. Episode k is the same episode (same env seed)
+        # for every network of the generation: common random numbers, so networks are ranked on equal terms.
+        chromosomes = [np.repeat(c, episodes, axis=0) for c in self.esp.chromosomes(members)]
+        episode_seeds = self.rng.integers(2**31, size=episodes)
+        start = time.perf_counter()
+        results = self.evaluator.evaluate(chromosomes, np.tile(episode_seeds, len(members)))
+        seconds = time.perf_counter() - start
+        fitness = results.returns.reshape(len(members), episodes).mean(axis=1)
+        outcome = self.esp.tell(members, fitness)
+        self._write_best_into_policy()
+        self.num_timesteps += int(results.lengths.sum())
+        scalars = {
+            "rollout/ep_rew_mean": float(results.returns.mean()),
+            "rollout/ep_len_mean": float(results.lengths.mean()),
+            "evolution/fitness_best": float(fitness.max()),
+            "evolution/fitness_mean": float(fitness.mean()),
+            "evolution/fitness_std": float(fitness.std()),
+            "evolution/best_ever": float(self.esp.best_fitness),
+            "evolution/generation": self.esp.generation,
+            "evolution/burst_mutation": outcome["burst"],
+            "evolution/burst_mutations": self.esp.burst_mutations,
+            "evolution/evaluations_per_second": len(members) / max(seconds, 1e-9),
+        }
+        if not np.all(np.isnan(results.successes)):
+            scalars["rollout/success_rate"] = float(np.nanmean(results.successes))
+        names = [f"cell_{j}" for j in range(self.layout.num_cells)]
+        names += [f"output_{k}" for k in range(self.layout.num_outputs)]
+        scalars.update({f"evolution/diversity/{name}": value for name, value in zip(names, self.esp.diversity())})
+        return scalars
+
+    def _write_best_into_policy(self) -> None:
+        """The best network so far becomes the agent's policy (what predict, save and evaluate use)."""
+        best = PopulationLSTM(self.layout, self.esp.best_chromosomes())
+        best.write_into(0, self.policy.actor_core.cells[0], self.policy.action_head.linear)
+
+    def close(self) -> None:
+        """Close the env and stop the Ray workers, if any."""
+        super().close()
+        if isinstance(self.evaluator, RayEvaluator):
+            self.evaluator.close()
+
+    # ---- saving: the whole evolutionary state ---------------------------------------------------------------------
+    def _training_state(self) -> dict[str, Any]:
+        """RNG states, counters and every subpopulation (so --resume continues the same evolution)."""
+        return {
+            "rng": rng_state(),
+            "agent_rng": self.rng.bit_generator.state,
+            "esp": self.esp.state_dict(),
+            "total_timesteps": self.total_timesteps,
+            "iterations": self.iterations,
+        }
+
+    def _load_training_state(self, state: dict[str, Any]) -> None:
+        set_rng_state(state["rng"])
+        self.esp.load_state_dict(state["esp"])
+        self.rng.bit_generator.state = state["agent_rng"]
+        self.total_timesteps = state["total_timesteps"]
+        self.iterations = state["iterations"]

@@ -1,0 +1,272 @@
+"""RL Evolino: ESP's bookkeeping, the batched population network, learning, saving, resuming and the Ray backend."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import envs  # noqa: F401
+from agents.evolino import EvolinoConfig, PopulationEvaluator, RecurrentEvolino
+from rl_lstm.config import build_config
+from rl_lstm.cores import PeepholeLSTMCell
+from rl_lstm.errors import CheckpointError, ConfigError, EnvStepError
+from rl_lstm.esp import EnforcedSubpopulations, LSTMLayout, PopulationLSTM
+from rl_lstm.evaluation import evaluate_agent
+
+SMALL = dict(env_kwargs={"length": 4}, subpopulation_size=8, trials_per_chromosome=2, episodes_per_network=4,
+             num_envs=16)
+
+
+def _esp(seed: int = 0, **kwargs) -> EnforcedSubpopulations:
+    return EnforcedSubpopulations([5, 3, 7], subpopulation_size=8, rng=np.random.default_rng(seed), **kwargs)
+
+
+# ---- ESP ------------------------------------------------------------------------------------------------------------
+def test_every_chromosome_joins_exactly_trials_networks() -> None:
+    esp = _esp()
+    members = esp.sample_networks(trials=5)
+    assert members.shape == (40, 3)
+    for s in range(3):
+        assert np.array_equal(np.bincount(members[:, s], minlength=8), np.full(8, 5))
+
+
+def test_a_chromosome_is_credited_the_mean_fitness_of_its_networks() -> None:
+    esp = _esp(burst_after=100)
+    members = esp.sample_networks(trials=3)
+    fitness = np.random.default_rng(1).normal(size=len(members))
+    before = [p.copy() for p in esp.subpopulations]
+    esp.tell(members, fitness)
+    # After recombination each subpopulation is sorted by fitness: its first member is the best chromosome.
+    for s in range(3):
+        means = [fitness[members[:, s] == m].mean() for m in range(8)]
+        best = int(np.argmax(means))
+        assert esp.fitness[s][0] == pytest.approx(max(means))
+        assert np.array_equal(esp.subpopulations[s][0], before[s][best])
+        # The top half survives unchanged; the bottom half is new offspring.
+        survivors = np.argsort(means)[::-1][:4]
+        assert np.array_equal(esp.subpopulations[s][:4], before[s][survivors])
+        assert not any(np.array_equal(child, parent) for child in esp.subpopulations[s][4:] for parent in before[s])
+
+
+def test_the_best_network_is_remembered_and_stagnation_triggers_a_burst_around_it() -> None:
+    esp = _esp(burst_after=3)
+    members = esp.sample_networks(trials=2)
+    fitness = np.arange(len(members), dtype=float)
+    esp.tell(members, fitness)
+    best = [c[0].copy() for c in esp.best_chromosomes()]
+    assert esp.best_fitness == fitness.max()
+    for generation in range(3):
+        outcome = esp.tell(esp.sample_networks(trials=2), np.zeros(len(members)))  # never better
+    assert outcome["burst"] == 1.0 and esp.burst_mutations == 1
+    for s in range(3):
+        assert np.array_equal(esp.subpopulations[s][0], best[s])
+        assert np.abs(esp.subpopulations[s][1:] - best[s]).max() > 0
+
+
+def test_esp_state_round_trip_continues_identically() -> None:
+    def run(esp: EnforcedSubpopulations, generations: int) -> None:
+        for _ in range(generations):
+            members = esp.sample_networks(trials=2)
+            esp.tell(members, -np.abs(np.stack(esp.chromosomes(members)[0])).sum(axis=1))
+
+    straight, first = _esp(7), _esp(7)
+    run(straight, 6)
+    run(first, 3)
+    resumed = _esp(99)
+    resumed.load_state_dict(first.state_dict())
+    run(resumed, 3)
+    for a, b in zip(straight.subpopulations, resumed.subpopulations):
+        assert np.array_equal(a, b)
+    with pytest.raises(CheckpointError, match="chromosome sizes"):
+        EnforcedSubpopulations([5, 3], 8, np.random.default_rng(0)).load_state_dict(first.state_dict())
+
+
+# ---- the population network -------------------------------------------------------------------------------------
+def test_each_network_of_the_population_equals_a_peephole_lstm_cell_with_its_weights() -> None:
+    layout = LSTMLayout(input_size=3, num_cells=4, num_outputs=2)
+    esp = EnforcedSubpopulations(layout.chromosome_sizes(), 8, np.random.default_rng(0), init_scale=1.0)
+    population = PopulationLSTM(layout, esp.chromosomes(esp.sample_networks(2)))
+    x = torch.randn(6, 16, 5, 3, dtype=torch.float64)  # [T, P, B, F]
+    starts = torch.zeros(6, 16, 5, dtype=torch.bool)
+    starts[3, :, 1] = True  # an episode starts inside the sequence for batch entry 1
+    state, outputs = population.initial_state(5), []
+    for t in range(6):
+        h, state = population.step(x[t], state, starts[t])
+        outputs.append(h)
+    outputs = torch.stack(outputs)  # [T, P, B, H]
+    for index in (0, 9, 15):
+        cell, linear = PeepholeLSTMCell(3, 4).double(), torch.nn.Linear(4, 2).double()
+        population.write_into(index, cell, linear)
+        zeros = torch.zeros(5, 4, dtype=torch.float64)
+        expected, _, _ = cell(x[:, index], zeros, zeros.clone(), starts[:, index])
+        torch.testing.assert_close(outputs[:, index], expected, rtol=0, atol=1e-12)
+        torch.testing.assert_close(population.outputs(outputs[-1])[index], linear(expected[-1]), rtol=0, atol=1e-12)
+
+
+def test_a_job_result_does_not_depend_on_the_round_it_runs_in() -> None:
+    layout = LSTMLayout(input_size=3, num_cells=2, num_outputs=4)
+    esp = EnforcedSubpopulations(layout.chromosome_sizes(), 8, np.random.default_rng(0), init_scale=2.0)
+    chromosomes = esp.chromosomes(esp.sample_networks(3))  # 24 jobs
+    seeds = np.arange(24) % 5
+
+    def results(copies: int):
+        env = gym.make_vec("rl_lstm/TMaze-v0", num_envs=copies, length=3)
+        return PopulationEvaluator(env, layout, 1_000, "rl_lstm/TMaze-v0").evaluate(chromosomes, seeds)
+
+    one_round, rounds = results(24), results(7)  # 7 copies: four rounds, the last one padded
+    assert np.array_equal(one_round.returns, rounds.returns)
+    assert np.array_equal(one_round.lengths, rounds.lengths)
+
+
+# ---- the agent -------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_evolino_solves_the_tmaze_of_length_10() -> None:
+    torch.manual_seed(0)
+    agent = RecurrentEvolino("rl_lstm/TMaze-v0", seed=0, env_kwargs={"length": 10})
+    for _ in range(80):
+        agent.learn(1, progress_bar=False)
+        if agent.esp.best_fitness >= 4.0:
+            break
+    result = evaluate_agent(agent, num_episodes=100, deterministic=True, seed=1_000, num_envs=100)
+    assert result.successes.mean() >= 0.95, f"success {result.successes.mean():.2f} after {agent.esp.generation}"
+
+
+def test_the_evolved_policy_saves_loads_and_predicts_like_any_agent(tmp_path: Path) -> None:
+    agent = RecurrentEvolino("rl_lstm/TMaze-v0", seed=1, **SMALL)
+    agent.learn(1, progress_bar=False)
+    agent.save(tmp_path / "evolino.pt")
+    loaded = RecurrentEvolino.load(tmp_path / "evolino.pt")
+    observations = np.stack([gym.make("rl_lstm/TMaze-v0", length=4).reset(seed=s)[0] for s in range(6)])
+    actions, state = agent.predict(observations, deterministic=True)
+    loaded_actions, loaded_state = loaded.predict(observations, deterministic=True)
+    assert np.array_equal(actions, loaded_actions)
+    assert all(np.array_equal(a, b) for a, b in zip(state, loaded_state))
+    # predict runs the best network: its greedy actions are the population's for that network.
+    best = PopulationLSTM(agent.layout, agent.esp.best_chromosomes())
+    h, _ = best.step(torch.as_tensor(observations, dtype=torch.float64)[None], best.initial_state(6))
+    assert np.array_equal(best.outputs(h)[0].argmax(-1).numpy(), actions)
+
+
+def test_resuming_from_a_checkpoint_gives_the_uninterrupted_run(tmp_path: Path) -> None:
+    straight = RecurrentEvolino("rl_lstm/TMaze-v0", seed=2, **SMALL)
+    for _ in range(4):
+        straight.learn(1, progress_bar=False)
+    first = RecurrentEvolino("rl_lstm/TMaze-v0", seed=2, **SMALL)
+    for _ in range(2):
+        first.learn(1, progress_bar=False)
+    first.save(tmp_path / "latest.pt")
+    resumed = RecurrentEvolino.load(tmp_path / "latest.pt")
+    for _ in range(2):
+        resumed.learn(1, progress_bar=False)
+    assert resumed.num_timesteps == straight.num_timesteps and resumed.esp.generation == 4
+    for a, b in zip(straight.esp.subpopulations, resumed.esp.subpopulations):
+        assert np.array_equal(a, b)
+    for p, q in zip(straight.policy.parameters(), resumed.policy.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_same_seed_same_run_different_seed_different_run() -> None:
+    def parameters(seed: int) -> torch.Tensor:
+        agent = RecurrentEvolino("rl_lstm/TMaze-v0", seed=seed, **SMALL)
+        for _ in range(2):
+            agent.learn(1, progress_bar=False)
+        return torch.cat([p.detach().flatten() for p in agent.policy.parameters()])
+
+    assert torch.equal(parameters(4), parameters(4))
+    assert not torch.equal(parameters(4), parameters(5))
+
+
+def test_it_logs_the_evolution_to_tensorboard(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    agent = RecurrentEvolino("rl_lstm/TMaze-v0", seed=0, tensorboard_log=str(tmp_path), **SMALL)
+    agent.learn(1, progress_bar=False)
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    expected = {"evolution/fitness_best", "evolution/fitness_mean", "evolution/fitness_std",
+                "evolution/burst_mutations", "evolution/evaluations_per_second", "evolution/diversity/cell_0",
+                "evolution/diversity/output_3", "rollout/ep_rew_mean", "rollout/success_rate", "time/fps"}
+    assert expected <= tags, expected - tags
+
+
+def test_box_actions_and_continuous_observations_work() -> None:
+    agent = RecurrentEvolino("rl_lstm/PendulumPositionOnly-v0", seed=0, subpopulation_size=4,
+                             trials_per_chromosome=1, episodes_per_network=1, num_envs=4)
+    agent.learn(1, progress_bar=False)
+    action, _ = agent.predict(np.zeros(2, dtype=np.float32), deterministic=True)
+    assert action.shape == (1,) and -2.0 <= action[0] <= 2.0
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"normalize_observations": True}, "normalize_observations and normalize_rewards must be false"),
+        ({"backend": "dask"}, "backend must be one of local, ray"),
+        ({"subpopulation_size": 2}, "subpopulation_size must be at least 4"),
+        ({"elite_fraction": 0.9}, r"elite_fraction must lie in \(0, 0.5\]"),
+        ({"mutation_rate": 0.1}, "unknown key 'mutation_rate'.*mutation_scale"),
+    ],
+)
+def test_bad_settings_are_config_errors_naming_the_key(values: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        build_config(EvolinoConfig, values)
+
+
+def test_an_env_that_raises_is_named() -> None:
+    class Exploding(gym.Wrapper):
+        def step(self, action):
+            raise RuntimeError("simulator diverged")
+
+    env = gym.vector.SyncVectorEnv([lambda: Exploding(gym.make("rl_lstm/TMaze-v0", length=3))] * 4)
+    agent = RecurrentEvolino(env, subpopulation_size=4, trials_per_chromosome=1, episodes_per_network=1)
+    with pytest.raises(EnvStepError, match=r"raised RuntimeError in step\(\) at step 0.*simulator diverged"):
+        agent.learn(1, progress_bar=False)
+
+
+# ---- the command line ----------------------------------------------------------------------------------------------
+def test_train_and_evaluate_from_the_command_line(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "rl_lstm.cli"]
+    trained = subprocess.run(
+        [*command, "train", "--agent", "evolino", "--env", "rl_lstm/TMaze-v0", "--env-kwargs", "length=3",
+         "--timesteps", "3000", "--no-progress", "--set", f"runs_dir={tmp_path}", "subpopulation_size=8",
+         "trials_per_chromosome=2", "episodes_per_network=4", "num_envs=64", "eval_every=1000"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert trained.returncode == 0, trained.stderr
+    (run_dir,) = (tmp_path / "rl_lstm_TMaze-v0").iterdir()
+    assert (run_dir / "checkpoints" / "latest.pt").is_file() and (run_dir / "checkpoints" / "best.pt").is_file()
+    evaluated = subprocess.run([*command, "evaluate", str(run_dir), "--episodes", "10"],
+                               capture_output=True, text=True, timeout=300)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert (run_dir / "eval.json").is_file()
+
+
+# ---- Ray ----------------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_ray_backend_equals_the_local_one_even_when_a_worker_dies() -> None:
+    ray = pytest.importorskip("ray")
+    local = RecurrentEvolino("rl_lstm/TMaze-v0", seed=3, **SMALL)
+    for _ in range(3):
+        local.learn(1, progress_bar=False)
+    remote = RecurrentEvolino("rl_lstm/TMaze-v0", seed=3, backend="ray", ray_workers=2, **SMALL)
+    try:
+        remote.learn(1, progress_bar=False)
+        ray.kill(remote.evaluator.workers[0])  # as if its node went away
+        for _ in range(2):
+            remote.learn(1, progress_bar=False)
+        assert remote.evaluator.replaced_workers == 1
+    finally:
+        remote.close()
+        ray.shutdown()
+    assert remote.num_timesteps == local.num_timesteps
+    for a, b in zip(local.esp.subpopulations, remote.esp.subpopulations):
+        assert np.array_equal(a, b)
+    for p, q in zip(local.policy.parameters(), remote.policy.parameters()):
+        assert torch.equal(p, q)
