@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
@@ -111,13 +112,40 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return content
 
 
-def preset(agent: str, env_id: str) -> dict[str, Any]:
-    """The shipped hyperparameters of ``agent`` for ``env_id``: its ``default`` entry updated by the env's entry."""
+def split_env_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"ENV_ID:key=value,..."`` as ``(ENV_ID, {key: value, ...})``, values read as YAML; a bare id gives ``{}``.
+
+    Only a part after the last colon that holds "=" is kwargs: "module:Env-v0" ids carry a colon of their own.
+    Commas split only where a new "key=" starts, so a value may be a list: "sizes=[1, 2],noise_std=0.1".
+    """
+    head, separator, tail = spec.rpartition(":")
+    if not separator or "=" not in tail:
+        return spec, {}
+    return head, parse_assignments(re.split(r",(?=\s*\w+=)", tail), option=f"the env kwargs of {spec!r}")
+
+
+def preset(agent: str, env_id: str, env_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The shipped hyperparameters of ``agent`` for ``env_id`` built with ``env_kwargs``.
+
+    The ``default`` entry, updated by the env's entry, then by every entry ``ENV_ID:KEY=VALUE,...`` (the
+    syntax of the benchmark's ``--tasks``) whose kwargs all equal those in ``env_kwargs``; the entry naming
+    more kwargs applies later. Each update replaces whole values (a ``core_kwargs`` mapping is not merged).
+    ``env_kwargs`` that are not a mapping match no entry (``build_config`` reports them).
+    """
     path = PRESETS_DIR / f"{agent}.yaml"
     if not path.exists():
         return {}
     presets = read_yaml(path)
-    return {**presets.get("default", {}), **presets.get(env_id, {})}
+    given = env_kwargs if isinstance(env_kwargs, dict) else {}
+    matching = []
+    for key, entry in presets.items():
+        entry_env_id, entry_kwargs = split_env_spec(key)
+        if entry_kwargs and entry_env_id == env_id and entry_kwargs.items() <= given.items():
+            matching.append((len(entry_kwargs), entry))
+    resolved = {**presets.get("default", {}), **presets.get(env_id, {})}
+    for _, entry in sorted(matching, key=lambda match: match[0]):
+        resolved.update(entry)
+    return resolved
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from rl_lstm.cores import PeepholeLSTMCell
-from rl_lstm.errors import CheckpointError
+from rl_lstm.errors import CheckpointError, NumericalError
 
 NUM_GATES = 4  # input gate, forget gate, cell input, output gate (nn.LSTM's order)
 NUM_PEEPHOLES = 3  # input, forget and output gate see the cell state
@@ -114,7 +114,10 @@ class EnforcedSubpopulations:
         """
         fitness = np.asarray(fitness, dtype=np.float64)
         if not np.all(np.isfinite(fitness)):
-            raise ValueError("network fitness must be finite; check the env's rewards")
+            raise NumericalError(
+                f"{int(np.sum(~np.isfinite(fitness)))} of {len(fitness)} networks scored NaN or inf; the env returned "
+                "non-finite rewards. The subpopulations were left unchanged; fix the env's rewards and resume."
+            )
         for s in range(self.num_subpopulations):
             totals = np.bincount(members[:, s], weights=fitness, minlength=self.subpopulation_size)
             counts = np.bincount(members[:, s], minlength=self.subpopulation_size)

@@ -73,7 +73,8 @@ def resolve_config(values: dict[str, Any]) -> tuple[RunConfig, Any]:
             build_config(config_class, {unknown[0]: values[unknown[0]]})
         except ConfigError as error:
             raise ConfigError(f"{error} Run keys: {', '.join(sorted(run_keys))}.") from None
-    hyperparams = {**preset(run_config.agent, run_config.env), **{k: v for k, v in values.items() if k in agent_keys}}
+    hyperparams = {**preset(run_config.agent, run_config.env, values.get("env_kwargs")),
+                   **{k: v for k, v in values.items() if k in agent_keys}}
     return run_config, build_config(config_class, hyperparams)
 
 
@@ -179,7 +180,7 @@ def train(run_config: RunConfig, hyperparams: Any, run_dir: Path | None = None, 
         callback.save_latest(agent)
     finally:
         signal.signal(signal.SIGINT, previous_handler)
-        agent.env.close()
+        agent.close()
     run_dir.joinpath("interrupted").unlink(missing_ok=True)
     if callback.interrupted:
         run_dir.joinpath("interrupted").touch()

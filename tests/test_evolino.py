@@ -61,7 +61,7 @@ def test_the_best_network_is_remembered_and_stagnation_triggers_a_burst_around_i
     esp.tell(members, fitness)
     best = [c[0].copy() for c in esp.best_chromosomes()]
     assert esp.best_fitness == fitness.max()
-    for generation in range(3):
+    for _ in range(3):
         outcome = esp.tell(esp.sample_networks(trials=2), np.zeros(len(members)))  # never better
     assert outcome["burst"] == 1.0 and esp.burst_mutations == 1
     for s in range(3):
@@ -246,6 +246,13 @@ def test_train_and_evaluate_from_the_command_line(tmp_path: Path) -> None:
                                capture_output=True, text=True, timeout=300)
     assert evaluated.returncode == 0, evaluated.stderr
     assert (run_dir / "eval.json").is_file()
+    generation = torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=False)["training_state"]["esp"]
+    resumed = subprocess.run([*command, "train", "--resume", str(run_dir), "--timesteps", "6000", "--no-progress"],
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    checkpoint = torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=False)
+    assert checkpoint["num_timesteps"] >= 6000
+    assert checkpoint["training_state"]["esp"]["generation"] > generation["generation"]
 
 
 # ---- Ray ----------------------------------------------------------------------------------------------------------
@@ -270,3 +277,16 @@ def test_ray_backend_equals_the_local_one_even_when_a_worker_dies() -> None:
         assert np.array_equal(a, b)
     for p, q in zip(local.policy.parameters(), remote.policy.parameters()):
         assert torch.equal(p, q)
+
+
+def test_non_finite_fitness_stops_before_the_subpopulations_change() -> None:
+    from rl_lstm.errors import NumericalError
+
+    esp = _esp()
+    before = [p.copy() for p in esp.subpopulations]
+    members = esp.sample_networks(trials=1)
+    fitness = np.zeros(len(members))
+    fitness[3] = np.nan
+    with pytest.raises(NumericalError, match="1 of 8 networks scored NaN or inf"):
+        esp.tell(members, fitness)
+    assert all(np.array_equal(a, b) for a, b in zip(before, esp.subpopulations))

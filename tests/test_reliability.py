@@ -18,6 +18,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import envs  # noqa: F401
 from agents import agent_class
+from agents.evolino import EvolinoConfig
 from agents.ppo import PPOConfig, RecurrentPPO
 from agents.reinforce import RecurrentReinforce, ReinforceConfig
 from rl_lstm import checkpoints
@@ -190,7 +191,7 @@ CONFIG_VALUES = st.one_of(
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    config_class=st.sampled_from([PPOConfig, ReinforceConfig]),
+    config_class=st.sampled_from([PPOConfig, ReinforceConfig, EvolinoConfig]),
     values=st.dictionaries(
         st.sampled_from(
             [
@@ -206,6 +207,9 @@ CONFIG_VALUES = st.one_of(
                 "lr_schedule",
                 "bptt_truncation",
                 "ent_coef",
+                "subpopulation_size",
+                "mutation_scale",
+                "backend",
                 "no_such_key",
             ]
         ),
