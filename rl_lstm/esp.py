@@ -12,7 +12,8 @@ What this module does per generation, in the order :class:`EnforcedSubpopulation
    member ``perm[k]`` of each subpopulation, so every chromosome joins exactly ``trials`` networks (ESP draws at
    random until each has joined about that many; exact counts make the credit equally noisy for all).
 2. ``tell(members, fitness)``: credit the networks' fitness to their chromosomes (the mean), remember the best
-   network so far, then either recombine or, after ``burst_after`` generations without a better network, burst.
+   network so far (a tie replaces it: see ``tell``), then either recombine or, after ``burst_after`` generations
+   without a better network, burst.
 3. Recombination, within each subpopulation sorted by fitness: the top ``elite_fraction`` are the parents; the
    bottom half is replaced by offspring, each a one-point crossover of two distinct parents, every weight then
    perturbed by Cauchy noise of scale ``mutation_scale`` (heavy tails: mostly small steps, now and then a jump).
@@ -124,7 +125,10 @@ class EnforcedSubpopulations:
             # A chromosome that joined no network (possible with hand-made member lists) ranks last.
             self.fitness[s] = np.where(counts > 0, totals / np.maximum(counts, 1), -np.inf)
         best = int(np.argmax(fitness))
-        if fitness[best] > self.best_fitness:
+        # A network that ties the best replaces it and is not stagnation: once networks reach the task's ceiling
+        # (500 on CartPole, 4 on the T-maze) on their episodes, the newer one has survived more selection on
+        # fresh episodes, and a burst would scatter a population that is still becoming robust.
+        if fitness[best] >= self.best_fitness:
             self.best_fitness = float(fitness[best])
             self.best_network = [chromosomes[0].copy() for chromosomes in self.chromosomes(members[best : best + 1])]
             self.stagnant_generations = 0

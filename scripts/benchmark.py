@@ -3,6 +3,7 @@
     python scripts/benchmark.py envs         # native vector envs against SyncVectorEnv
     python scripts/benchmark.py ppo-vs-sb3   # our recurrent PPO against sb3-contrib's, same hyperparameters
     python scripts/benchmark.py ppo          # our recurrent PPO on the memory tasks, several seeds
+    python scripts/benchmark.py evolino      # RL Evolino: batched population evaluation, Ray, tasks solved
 
 Each benchmark rewrites only its own section of docs/benchmarks.md (between
 ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``), with the command that produced it.
@@ -113,6 +114,7 @@ def benchmark_envs(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Parse the benchmark name and its options, run it, and record the result."""
+    import benchmark_evolino
     import benchmark_ppo
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -124,6 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     envs_parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     envs_parser.set_defaults(run=benchmark_envs)
     benchmark_ppo.add_parsers(subparsers)
+    benchmark_evolino.add_parsers(subparsers)
     args = parser.parse_args(argv)
     command = "python scripts/benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:])
     body = args.run(args)
