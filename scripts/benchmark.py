@@ -4,6 +4,7 @@
     python scripts/benchmark.py ppo-vs-sb3   # our recurrent PPO against sb3-contrib's, same hyperparameters
     python scripts/benchmark.py ppo          # our recurrent PPO on the memory tasks, several seeds
     python scripts/benchmark.py evolino      # RL Evolino: batched population evaluation, Ray, tasks solved
+    python scripts/benchmark.py memory       # memory span: longest T-maze corridor each trainer solves
 
 Each benchmark rewrites only its own section of docs/benchmarks.md (between
 ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``), with the command that produced it.
@@ -115,6 +116,7 @@ def benchmark_envs(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Parse the benchmark name and its options, run it, and record the result."""
     import benchmark_evolino
+    import benchmark_memory
     import benchmark_ppo
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -127,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     envs_parser.set_defaults(run=benchmark_envs)
     benchmark_ppo.add_parsers(subparsers)
     benchmark_evolino.add_parsers(subparsers)
+    benchmark_memory.add_parsers(subparsers)
     args = parser.parse_args(argv)
     command = "python scripts/benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:])
     body = args.run(args)
