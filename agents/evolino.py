@@ -53,6 +53,7 @@ class EvolinoConfig(EnvConfig):
     trials_per_chromosome: int = 5  # networks each chromosome joins per generation (networks = size x trials)
     episodes_per_network: int = 8  # episodes averaged into a network's fitness
     init_scale: float = 0.5  # initial weights uniform in [-init_scale, init_scale]
+    forget_bias: float = 0.0  # added to every initial forget-gate bias: cells start out keeping what they hold
     elite_fraction: float = 0.25  # top fraction of a subpopulation that breeds (ESP and Evolino: a quarter)
     crossover: bool = True  # one-point crossover between two elite parents before mutation
     mutation_scale: float = 0.05  # scale of the Cauchy noise added to every weight of an offspring
@@ -304,6 +305,9 @@ class RecurrentEvolino(RecurrentAgent):
             burst_after=config.burst_after,
             burst_scale=config.burst_scale,
         )
+        for cell in range(config.num_cells):
+            # Ours, not the papers': like the forget-gate bias of gradient LSTMs, a positive start lets memory last.
+            self.esp.subpopulations[cell][:, self.layout.forget_bias_index] += config.forget_bias
         if config.backend == "ray":
             if not hasattr(self, "env_id") or self.env_id not in gym.registry:
                 raise ConfigError("backend='ray' builds the env in every worker, so pass the env as a registered id")

@@ -290,3 +290,20 @@ def test_non_finite_fitness_stops_before_the_subpopulations_change() -> None:
     with pytest.raises(NumericalError, match="1 of 8 networks scored NaN or inf"):
         esp.tell(members, fitness)
     assert all(np.array_equal(a, b) for a, b in zip(before, esp.subpopulations))
+
+
+def test_forget_bias_shifts_the_initial_forget_gates_and_nothing_else() -> None:
+    plain = RecurrentEvolino("rl_lstm/TMaze-v0", seed=0, **SMALL)
+    biased = RecurrentEvolino("rl_lstm/TMaze-v0", seed=0, forget_bias=3.0, **SMALL)
+    index = plain.layout.forget_bias_index
+    for s, (a, b) in enumerate(zip(plain.esp.subpopulations, biased.esp.subpopulations)):
+        difference = b - a
+        if s < plain.layout.num_cells:
+            assert np.allclose(difference[:, index], 3.0)
+            difference[:, index] = 0.0
+        assert not difference.any()
+    network = PopulationLSTM(biased.layout, biased.esp.chromosomes(biased.esp.sample_networks(1)))
+    cell = PeepholeLSTMCell(3, biased.layout.num_cells)
+    network.write_into(0, cell)
+    forget = cell.bias[biased.layout.num_cells : 2 * biased.layout.num_cells]
+    assert (forget > 3.0 - biased.config.init_scale - 1e-6).all()
