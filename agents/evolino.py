@@ -35,7 +35,7 @@ import torch
 from rl_lstm.agent import EnvConfig, RecurrentAgent, rng_state, set_rng_state
 from rl_lstm.config import require
 from rl_lstm.errors import ConfigError, EnvStepError
-from rl_lstm.esp import EnforcedSubpopulations, LSTMLayout, PopulationLSTM
+from rl_lstm.esp import EnforcedSubpopulations, LSTMLayout, PopulationLSTM, validate_esp_settings
 from rl_lstm.logger import EpisodeStatistics
 from rl_lstm.policies import ImageEncoder, make_action_head, make_encoder
 from rl_lstm.vec_env import action_masks, make_vector_env
@@ -70,16 +70,11 @@ class EvolinoConfig(EnvConfig):
         """Range checks: each error names the key and what is allowed."""
         self.validate_env()
         require(self.num_cells >= 1, f"num_cells must be at least 1, got {self.num_cells}")
-        require(self.subpopulation_size >= 4, f"subpopulation_size must be at least 4, got {self.subpopulation_size}")
+        validate_esp_settings(self)
         require(
             self.trials_per_chromosome >= 1, f"trials_per_chromosome must be >= 1, got {self.trials_per_chromosome}"
         )
         require(self.episodes_per_network >= 1, f"episodes_per_network must be >= 1, got {self.episodes_per_network}")
-        require(self.init_scale > 0, f"init_scale must be positive, got {self.init_scale}")
-        require(0 < self.elite_fraction <= 0.5, f"elite_fraction must lie in (0, 0.5], got {self.elite_fraction}")
-        require(self.mutation_scale >= 0, f"mutation_scale must be >= 0, got {self.mutation_scale}")
-        require(self.burst_after >= 1, f"burst_after must be at least 1, got {self.burst_after}")
-        require(self.burst_scale > 0, f"burst_scale must be positive, got {self.burst_scale}")
         require(self.max_episode_steps >= 1, f"max_episode_steps must be at least 1, got {self.max_episode_steps}")
         require(self.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         require(self.ray_workers >= 1, f"ray_workers must be at least 1, got {self.ray_workers}")
@@ -294,17 +289,7 @@ class RecurrentEvolino(RecurrentAgent):
             raise ConfigError("Evolino takes vector observations; image observations need a learned CNN encoder")
         num_outputs = self.policy.action_head.linear.out_features  # logits, or the Box action's mean
         self.layout = LSTMLayout(self.policy.encoder.out_features, config.num_cells, num_outputs)
-        self.esp = EnforcedSubpopulations(
-            self.layout.chromosome_sizes(),
-            config.subpopulation_size,
-            self.rng,
-            init_scale=config.init_scale,
-            elite_fraction=config.elite_fraction,
-            crossover=config.crossover,
-            mutation_scale=config.mutation_scale,
-            burst_after=config.burst_after,
-            burst_scale=config.burst_scale,
-        )
+        self.esp = EnforcedSubpopulations.from_config(self.layout.chromosome_sizes(), config, self.rng)
         for cell in range(config.num_cells):
             # Ours, not the papers': like the forget-gate bias of gradient LSTMs, a positive start lets memory last.
             self.esp.subpopulations[cell][:, self.layout.forget_bias_index] += config.forget_bias

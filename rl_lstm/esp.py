@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from rl_lstm.config import require
 from rl_lstm.cores import PeepholeLSTMCell
 from rl_lstm.errors import CheckpointError, NumericalError
 
@@ -45,6 +46,17 @@ NUM_PEEPHOLES = 3  # input, forget and output gate see the cell state
 def cauchy(rng: np.random.Generator, scale: float, shape: tuple[int, ...]) -> np.ndarray:
     """Cauchy(0, ``scale``) draws: ``scale * tan(pi * (u - 1/2))``, ``u`` uniform."""
     return scale * rng.standard_cauchy(shape)
+
+
+def validate_esp_settings(config: Any) -> None:
+    """Range checks of the ESP keys a trainer's config holds (ConfigError naming the key)."""
+    require(config.subpopulation_size >= 4,
+            f"subpopulation_size must be at least 4 (parents and offspring), got {config.subpopulation_size}")
+    require(config.init_scale > 0, f"init_scale must be positive, got {config.init_scale}")
+    require(0 < config.elite_fraction <= 0.5, f"elite_fraction must lie in (0, 0.5], got {config.elite_fraction}")
+    require(config.mutation_scale >= 0, f"mutation_scale must be >= 0, got {config.mutation_scale}")
+    require(config.burst_after >= 1, f"burst_after must be at least 1, got {config.burst_after}")
+    require(config.burst_scale > 0, f"burst_scale must be positive, got {config.burst_scale}")
 
 
 class EnforcedSubpopulations:
@@ -84,6 +96,22 @@ class EnforcedSubpopulations:
         self.generation = 0
         self.stagnant_generations = 0
         self.burst_mutations = 0
+
+    @classmethod
+    def from_config(cls, chromosome_sizes: Sequence[int], config: Any, rng: np.random.Generator
+                    ) -> EnforcedSubpopulations:
+        """ESP with the settings a trainer's config holds under this class's own argument names."""
+        return cls(
+            chromosome_sizes,
+            config.subpopulation_size,
+            rng,
+            init_scale=config.init_scale,
+            elite_fraction=config.elite_fraction,
+            crossover=config.crossover,
+            mutation_scale=config.mutation_scale,
+            burst_after=config.burst_after,
+            burst_scale=config.burst_scale,
+        )
 
     @property
     def num_subpopulations(self) -> int:
