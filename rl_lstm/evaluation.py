@@ -336,13 +336,18 @@ def plot_memory(
     figure.colorbar(image, ax=observation_axes, label="value")
     normalized = " (normalized as in training)" if _observation_statistics(agent) else ""
     observation_axes.set_ylabel(f"observation{normalized}\ncomponent")
-    # A symmetric range centres the diverging colormap on zero, so the sign a unit holds reads at a glance.
-    magnitude = max(float(np.abs(trace.cell_states).max()), 1e-6)
+    # Each unit on its own scale: a unit that counts steps can grow a thousand times larger than one that holds a
+    # cue, and a shared scale would paint the holder white. The symmetric range centres the diverging colormap on
+    # zero, so the sign a unit holds reads at a glance; the tick labels give each unit's largest |c|.
+    unit_magnitudes = np.maximum(np.abs(trace.cell_states).max(axis=0), 1e-6)
     image = memory_axes.imshow(
-        trace.cell_states.T, aspect="auto", interpolation="nearest", cmap="RdBu_r", vmin=-magnitude, vmax=magnitude,
-        extent=(first, last, trace.cell_states.shape[1] - 0.5, -0.5),
+        (trace.cell_states / unit_magnitudes).T, aspect="auto", interpolation="nearest", cmap="RdBu_r", vmin=-1,
+        vmax=1, extent=(first, last, trace.cell_states.shape[1] - 0.5, -0.5),
     )
-    figure.colorbar(image, ax=memory_axes, label="cell state")
+    figure.colorbar(image, ax=memory_axes, label="cell state / the unit's largest |c|")
+    num_units = trace.cell_states.shape[1]
+    ticks = range(0, num_units, max(1, num_units // 16))
+    memory_axes.set_yticks(list(ticks), [f"{unit} (|c| <= {unit_magnitudes[unit]:.3g})" for unit in ticks])
     memory_axes.set_ylabel("core unit")
     memory_axes.set_xlabel("step")
     figure.suptitle(f"{trace.env_id}: return {trace.episode_return:.2f} over {steps} steps (seed {seed})")

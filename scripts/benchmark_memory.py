@@ -33,7 +33,7 @@ from matplotlib.figure import Figure
 import envs  # noqa: F401  (registers the rl_lstm/ env ids with gymnasium)
 from agents import agent_class
 from rl_lstm.config import preset
-from rl_lstm.evaluation import load_agent, plot_memory
+from rl_lstm.evaluation import load_agent, record_memory
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE_DIR = ROOT / "docs" / "img"
@@ -153,6 +153,45 @@ def record(results_path: Path, command: str, run: SpanRun | None = None) -> dict
     return results
 
 
+def plot_cue_traces(agent: object, path: Path, length: int) -> Path:
+    """The cell states of two episodes, goal up and goal down, unit by unit on a shared scale per unit.
+
+    Units whose colour differs between the two panels all along the corridor are the ones holding the cue.
+    """
+    traces = {}
+    for seed in range(EVALUATION_SEED, EVALUATION_SEED + 100):
+        trace = record_memory(agent, seed=seed, max_steps=20 * (length + 1))
+        cue = "up" if trace.observations[0].tolist() == [0.0, 1.0, 1.0] else "down"  # Bakker's 011 / 110
+        traces.setdefault(cue, trace)
+        if len(traces) == 2:
+            break
+    magnitudes = np.maximum(np.max([np.abs(t.cell_states).max(axis=0) for t in traces.values()], axis=0), 1e-6)
+    panels = [(f"goal {cue}: return {trace.episode_return:.2f} over {len(trace.rewards)} steps", trace.cell_states,
+               magnitudes, "|c|") for cue, trace in sorted(traces.items(), reverse=True)]
+    if len(traces) == 2:
+        # The cue's whole trace in memory: what differs between the two episodes, step by step. A cell holding the
+        # cue shows a difference that neither fades nor flips along the corridor.
+        steps = min(len(t.cell_states) for t in traces.values())
+        difference = traces["up"].cell_states[:steps] - traces["down"].cell_states[:steps]
+        scale = np.maximum(np.abs(difference).max(axis=0), 1e-9)
+        panels.append(("goal up minus goal down: where the cue is held", difference, scale, "|diff|"))
+    figure = Figure(figsize=(12, 3 * len(panels)), layout="constrained")
+    axes = np.atleast_1d(figure.subplots(len(panels), 1, sharex=True))
+    for ax, (title, states, scale, what) in zip(axes, panels):
+        steps, units = states.shape
+        image = ax.imshow((states / scale).T, aspect="auto", interpolation="nearest", cmap="RdBu_r",
+                          vmin=-1, vmax=1, extent=(-0.5, steps - 0.5, units - 0.5, -0.5))
+        ax.set_yticks(range(units), [f"{unit} ({what} <= {scale[unit]:.3g})" for unit in range(units)])
+        ax.set_ylabel("memory cell")
+        ax.set_title(title, fontsize=10)
+    figure.colorbar(image, ax=axes, label="value / the unit's largest (per panel)")
+    axes[-1].set_xlabel("step (the cue is shown at step 0 only)")
+    figure.suptitle(f"{traces[next(iter(traces))].env_id}, N = {length}: what the memory cells hold")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    return path
+
+
 def sweep(args: argparse.Namespace, results_path: Path) -> None:
     """Run what the results file does not hold yet, trainer by trainer, recording each run as it ends."""
     command = "python scripts/benchmark.py " + " ".join(sys.argv[1:])
@@ -203,8 +242,7 @@ def benchmark_memory(args: argparse.Namespace) -> str:
     if with_checkpoints:
         longest = max(with_checkpoints, key=lambda r: (r.length, r.maze == "active"))
         agent = load_agent(ROOT / longest.checkpoint)
-        trace = plot_memory(agent, image_dir / "tmaze_memory_trace.png", seed=EVALUATION_SEED,
-                            max_steps=20 * longest.length)
+        trace = plot_cue_traces(agent, image_dir / "tmaze_memory_trace.png", longest.length)
         lines += ["", f"Cell states over one episode of the longest solved corridor ({longest.maze} T-maze, "
                       f"N = {longest.length}, {longest.agent}, seed {longest.seed}):", "",
                   f"![memory trace](img/{trace.name})"]
