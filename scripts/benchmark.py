@@ -3,7 +3,8 @@
     python scripts/benchmark.py envs         # native vector envs against SyncVectorEnv
     python scripts/benchmark.py ppo-vs-sb3   # our recurrent PPO against sb3-contrib's, same hyperparameters
     python scripts/benchmark.py ppo          # our recurrent PPO on the memory tasks, several seeds
-    python scripts/benchmark.py evolino      # RL Evolino: batched population evaluation, Ray, tasks solved
+    python scripts/benchmark.py evolino-speed  # RL Evolino: batched population evaluation, Ray workers
+    python scripts/benchmark.py evolino      # RL Evolino with its presets: evaluations and seconds to solve
     python scripts/benchmark.py memory       # memory span: longest T-maze corridor each trainer solves
 
 Each benchmark rewrites only its own section of docs/benchmarks.md (between

@@ -1,6 +1,6 @@
 """RL Evolino benchmarks: batched population evaluation against one by one, Ray workers, and tasks solved.
 
-    python scripts/benchmark.py evolino
+    python scripts/benchmark.py evolino-speed   # on an otherwise idle machine: the Ray figure needs both cores
     python scripts/benchmark.py evolino --seeds 5 --tasks rl_lstm/TMaze-v0:length=10 rl_lstm/CartPolePositionOnly-v0
 
 ``add_parsers`` registers the subcommand on scripts/benchmark.py's parser; ``run(args)`` returns the markdown
@@ -217,39 +217,48 @@ def solve_section(args: argparse.Namespace) -> list[str]:
     return lines
 
 
-def benchmark_evolino(args: argparse.Namespace) -> str:
-    """Both parts of the Evolino benchmark, as one markdown section."""
+def benchmark_evolino_speed(args: argparse.Namespace) -> str:
+    """Batched against one-by-one evaluation, and Ray with 1 and 2 workers, as one markdown section."""
     torch.set_num_threads(1)
-    lines = speed_section(args) if not args.no_speed else []
-    if args.seeds > 0:
-        lines += ["", *solve_section(args)]
-    return "\n".join(lines)
+    return "\n".join(speed_section(args))
+
+
+def benchmark_evolino(args: argparse.Namespace) -> str:
+    """Evolino with its presets on the tasks, as one markdown section."""
+    torch.set_num_threads(1)
+    return "\n".join(solve_section(args))
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
-    """Register the ``evolino`` benchmark."""
-    parser = subparsers.add_parser(
-        "evolino", help="RL Evolino: batched vs one-by-one population evaluation, Ray workers, tasks solved",
-        description="Time a population's evaluation batched, one by one and on 1 and 2 Ray workers; then train "
-        "Evolino with its presets until each task's threshold.",
+    """Register the ``evolino-speed`` and ``evolino`` benchmarks (separate sections: they need different machines'
+    states, the speed one an otherwise idle machine)."""
+    speed = subparsers.add_parser(
+        "evolino-speed", help="RL Evolino: a population evaluated batched vs one by one, and on 1 and 2 Ray workers",
+        description="Time a population's evaluation batched, one by one, and on 1 and 2 Ray workers.",
     )
-    parser.add_argument("--population", type=_positive_int, default=100, help="networks in the speed test")
-    parser.add_argument("--speed-length", type=_positive_int, default=10, help="T-maze length in the speed test")
-    parser.add_argument("--speed-episodes", type=_positive_int, default=8, help="episodes per network evaluation")
-    parser.add_argument("--repeats", type=_positive_int, default=5, help="timed evaluations of the population")
-    parser.add_argument("--one-by-one-networks", type=_positive_int, default=20,
-                        help="networks timed one by one (the rate is per network)")
-    parser.add_argument("--ray-population", type=_positive_int, default=400, help="networks in the Ray test")
-    parser.add_argument("--ray-envs", type=_positive_int, default=1600, help="env copies per Ray worker")
-    parser.add_argument("--no-ray", action="store_true", help="skip the Ray measurement")
-    parser.add_argument("--no-speed", action="store_true", help="skip the speed measurements")
-    parser.add_argument("--tasks", nargs="+", type=parse_task, default=[parse_task(t) for t in DEFAULT_TASKS],
-                        metavar="ENV_ID[:KEY=VALUE,...][@return>=X|@success>=X]",
-                        help=f"default: {' '.join(DEFAULT_TASKS)}")
-    parser.add_argument("--seeds", type=int, default=5, help="seeds 0 .. N-1 per task (0: no solving runs)")
-    parser.add_argument("--max-timesteps", type=_positive_int, default=20_000_000, help="env-step budget per run")
-    parser.add_argument("--max-seconds", type=float, default=300.0, help="training-time budget per run (s)")
-    parser.add_argument("--eval-episodes", type=_positive_int, default=100, help="episodes per evaluation")
-    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
-    parser.set_defaults(run=benchmark_evolino)
+    speed.add_argument("--population", type=_positive_int, default=100, help="networks in the speed test")
+    speed.add_argument("--speed-length", type=_positive_int, default=10, help="T-maze length in the speed test")
+    speed.add_argument("--speed-episodes", type=_positive_int, default=8, help="episodes per network evaluation")
+    speed.add_argument("--repeats", type=_positive_int, default=5, help="timed evaluations of the population")
+    speed.add_argument("--one-by-one-networks", type=_positive_int, default=20,
+                       help="networks timed one by one (the rate is per network)")
+    speed.add_argument("--ray-population", type=_positive_int, default=400, help="networks in the Ray test")
+    speed.add_argument("--ray-envs", type=_positive_int, default=1600, help="env copies per Ray worker")
+    speed.add_argument("--no-ray", action="store_true", help="skip the Ray measurement")
+    speed.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    speed.set_defaults(run=benchmark_evolino_speed)
 
+    solve = subparsers.add_parser(
+        "evolino", help="RL Evolino with its presets: generations, evaluations and seconds to solve each task",
+        description="Train Evolino with its presets until each task's threshold; report network evaluations, "
+        "episodes, env steps and seconds, beside published neuroevolution figures.",
+    )
+    solve.add_argument("--tasks", nargs="+", type=parse_task, default=[parse_task(t) for t in DEFAULT_TASKS],
+                       metavar="ENV_ID[:KEY=VALUE,...][@return>=X|@success>=X]",
+                       help=f"default: {' '.join(DEFAULT_TASKS)}")
+    solve.add_argument("--seeds", type=_positive_int, default=5, help="seeds 0 .. N-1 per task")
+    solve.add_argument("--max-timesteps", type=_positive_int, default=20_000_000, help="env-step budget per run")
+    solve.add_argument("--max-seconds", type=float, default=300.0, help="training-time budget per run (s)")
+    solve.add_argument("--eval-episodes", type=_positive_int, default=100, help="episodes per evaluation")
+    solve.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    solve.set_defaults(run=benchmark_evolino)
