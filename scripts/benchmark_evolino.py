@@ -212,7 +212,7 @@ def solve_section(args: argparse.Namespace) -> list[str]:
         "",
         "Presets used (EvolinoConfig defaults for every key not listed):",
         "",
-        *(f"- `{task.label}`: `{preset('evolino', task.env_id, task.env_kwargs) or '{}'}`" for task in args.tasks),
+        *(f"- {task.label}: `{preset('evolino', task.env_id, task.env_kwargs) or '{}'}`" for task in args.tasks),
     ]
     return lines
 
