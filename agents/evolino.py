@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -63,8 +63,6 @@ class EvolinoConfig(EnvConfig):
     backend: str = "local"  # "local" (in-process) or "ray" (jobs sharded over Ray actors)
     ray_workers: int = 2  # Ray actors, each with its own vector env of num_envs copies
     ray_address: str | None = None  # join this Ray cluster ("auto" or "ray://host:port"); None starts a local one
-    # Fixed by the algorithm, kept so that configs, checkpoints and the policy are built like every agent's:
-    learning_rate: float = field(default=0.0, repr=False)
 
     def validate(self) -> None:
         """Range checks: each error names the key and what is allowed."""
