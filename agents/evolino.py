@@ -113,6 +113,19 @@ class EpisodeResults:
     successes: np.ndarray
 
 
+def evaluator_spec(env_id: str, num_envs: int, env_kwargs: dict, vectorization: str, layout: LSTMLayout,
+                   max_episode_steps: int) -> dict[str, Any]:
+    """What a Ray actor needs to build its own :class:`PopulationEvaluator`, as plain data."""
+    return {
+        "env_id": env_id,
+        "num_envs": num_envs,
+        "env_kwargs": env_kwargs,
+        "vectorization": vectorization,
+        "layout": dataclasses.asdict(layout),
+        "max_episode_steps": max_episode_steps,
+    }
+
+
 class PopulationEvaluator:
     """Plays one episode per job, a round of up to ``env.num_envs`` jobs at a time, all networks batched.
 
@@ -294,14 +307,8 @@ class RecurrentEvolino(RecurrentAgent):
         if config.backend == "ray":
             if not hasattr(self, "env_id") or self.env_id not in gym.registry:
                 raise ConfigError("backend='ray' builds the env in every worker, so pass the env as a registered id")
-            spec = {
-                "env_id": self.env_id,
-                "num_envs": config.num_envs,
-                "env_kwargs": config.env_kwargs,
-                "vectorization": config.vectorization,
-                "layout": dataclasses.asdict(self.layout),
-                "max_episode_steps": config.max_episode_steps,
-            }
+            spec = evaluator_spec(self.env_id, config.num_envs, config.env_kwargs, config.vectorization,
+                                  self.layout, config.max_episode_steps)
             self.evaluator: PopulationEvaluator | RayEvaluator = RayEvaluator(spec, config.ray_workers,
                                                                               config.ray_address)
         else:

@@ -17,16 +17,16 @@ import numpy as np
 import torch
 from benchmark_ppo import (
     EVALUATION_SEED,
-    EvaluateUntilSolved,
     _positive_int,
     format_over_seeds,
     median_or_dash,
     parse_task,
     seeds_text,
+    train_with_preset,
 )
 
 import envs  # noqa: F401  (registers the rl_lstm/ env ids with gymnasium)
-from agents.evolino import EvolinoConfig, PopulationEvaluator, RayEvaluator, RecurrentEvolino
+from agents.evolino import EvolinoConfig, PopulationEvaluator, RayEvaluator, evaluator_spec
 from rl_lstm.config import preset
 from rl_lstm.esp import EnforcedSubpopulations, LSTMLayout, PopulationLSTM
 from rl_lstm.policies import RecurrentActorCritic
@@ -120,10 +120,7 @@ def speed_section(args: argparse.Namespace) -> list[str]:
     if not args.no_ray:
         import ray
 
-        spec = {"env_id": SPEED_ENV, "num_envs": args.ray_envs, "env_kwargs": env_kwargs, "vectorization": "auto",
-                "layout": {"input_size": layout.input_size, "num_cells": layout.num_cells,
-                           "num_outputs": layout.num_outputs},
-                "max_episode_steps": 100_000}
+        spec = evaluator_spec(SPEED_ENV, args.ray_envs, env_kwargs, "auto", layout, 100_000)
         ray_population = args.ray_population
         ray_chromosomes = random_population(layout, ray_population, seed=1)
         ray_jobs = [np.repeat(c, episodes, axis=0) for c in ray_chromosomes]
@@ -174,13 +171,9 @@ def solve_section(args: argparse.Namespace) -> list[str]:
     for task in args.tasks:
         runs = []
         for seed in range(args.seeds):
-            hyperparameters = preset("evolino", task.env_id, task.env_kwargs)
-            env_kwargs = {**hyperparameters.pop("env_kwargs", {}), **task.env_kwargs}
-            agent = RecurrentEvolino(task.env_id, seed=seed, env_kwargs=env_kwargs, **hyperparameters)
-            progress = EvaluateUntilSolved(task, eval_every=1, eval_episodes=args.eval_episodes,
-                                           max_seconds=args.max_seconds)
-            agent.learn(args.max_timesteps, callback=progress, progress_bar=False)
-            agent.close()
+            # eval_every=1: the best network is evaluated after every generation.
+            agent, progress = train_with_preset("evolino", task, seed, 1, args.eval_episodes, args.max_seconds,
+                                                args.max_timesteps)
             networks = agent.esp.generation * agent.config.networks_per_generation
             runs.append((progress, agent.esp.generation, networks, networks * agent.config.episodes_per_network))
             print(f"{task.label} seed {seed}: {'solved' if progress.solved else 'not solved'} after "

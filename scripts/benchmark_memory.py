@@ -27,12 +27,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from benchmark_ppo import EVALUATION_SEED, EvaluateUntilSolved, Task, _positive_int
+from benchmark_ppo import EVALUATION_SEED, Task, _positive_int, train_with_preset
 from matplotlib.figure import Figure
 
 import envs  # noqa: F401  (registers the rl_lstm/ env ids with gymnasium)
-from agents import agent_class
-from rl_lstm.config import preset
 from rl_lstm.evaluation import load_agent, record_memory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,16 +95,10 @@ def write_results(path: Path, results: dict) -> None:
 
 def train_at_length(agent_name: str, maze: str, length: int, seed: int, args: argparse.Namespace) -> SpanRun:
     """Train ``agent_name`` with its preset for this length until solved or out of budget."""
-    env_id = MAZES[maze]
-    task = Task(env_id, {"length": length}, "success", args.threshold)
-    hyperparameters = preset(agent_name, env_id, {"length": length})
-    env_kwargs = {**hyperparameters.pop("env_kwargs", {}), "length": length}
-    agent = agent_class(agent_name)(env_id, seed=seed, device="cpu", env_kwargs=env_kwargs, **hyperparameters)
-    progress = EvaluateUntilSolved(task, args.eval_every, args.eval_episodes, args.max_seconds)
-    agent.learn(args.max_timesteps, callback=progress, progress_bar=False)
-    agent.close()
-    evaluation = progress.last_evaluation
-    success = float(np.mean(evaluation.successes)) if evaluation is not None else 0.0
+    task = Task(MAZES[maze], {"length": length}, "success", args.threshold)
+    agent, progress = train_with_preset(agent_name, task, seed, args.eval_every, args.eval_episodes,
+                                        args.max_seconds, args.max_timesteps)
+    success = float(np.mean(progress.last_evaluation.successes))
     run = SpanRun(agent_name, maze, length, seed, progress.solved, success, progress.env_steps,
                   progress.training_seconds, args.max_seconds)
     if run.solved:

@@ -471,16 +471,24 @@ class EvaluateUntilSolved:
         return not (self.solved or out_of_budget)
 
 
-def train_until_solved(agent_name: str, task: Task, seed: int, args: argparse.Namespace) -> ThresholdRun:
-    """One of our agents with its shipped preset for the task's env, trained until solved or out of budget."""
+def train_with_preset(agent_name: str, task: Task, seed: int, eval_every: int, eval_episodes: int,
+                      max_seconds: float, max_timesteps: int) -> tuple[Any, EvaluateUntilSolved]:
+    """One of our agents with its shipped preset for the task, trained until solved or out of budget (closed)."""
     hyperparameters = preset(agent_name, task.env_id, task.env_kwargs)
     env_kwargs = {**hyperparameters.pop("env_kwargs", {}), **task.env_kwargs}
     agent = agent_class(agent_name)(task.env_id, seed=seed, device="cpu", tensorboard_log=None,
                                     env_kwargs=env_kwargs, **hyperparameters)
-    progress = EvaluateUntilSolved(task, args.eval_every, args.eval_episodes, args.max_seconds)
-    agent.learn(args.max_timesteps, callback=progress, progress_bar=False)
-    agent.env.close()
+    progress = EvaluateUntilSolved(task, eval_every, eval_episodes, max_seconds)
+    agent.learn(max_timesteps, callback=progress, progress_bar=False)
+    agent.close()
     assert progress.last_evaluation is not None  # the callback evaluates at the latest when the budget ends
+    return agent, progress
+
+
+def train_until_solved(agent_name: str, task: Task, seed: int, args: argparse.Namespace) -> ThresholdRun:
+    """One of our agents with its shipped preset for the task's env, trained until solved or out of budget."""
+    _, progress = train_with_preset(agent_name, task, seed, args.eval_every, args.eval_episodes, args.max_seconds,
+                                    args.max_timesteps)
     return ThresholdRun(seed, progress.solved, progress.env_steps, progress.training_seconds,
                         progress.evaluation_seconds, progress.last_evaluation)
 
