@@ -190,13 +190,25 @@ class RolloutBuffer:
         self._action_masks = None if self.action_masks is None else to_tensor(self.action_masks)
         self._chunk_states = tuple(torch.cat(parts, dim=1) for parts in zip(*self.chunk_states))  # [L, chunks, H]
         self._layout = PieceLayout.from_episode_starts(self._chunked(self.episode_starts))
+        self._whole_rollout_batch: SequenceBatch | None = None
 
     def minibatches(self, batch_size: int, rng: np.random.Generator) -> Iterator[SequenceBatch]:
         """One epoch of shuffled minibatches of whole chunks, ``batch_size`` steps each (call :meth:`prepare` first)."""
         num_chunks = self.n_steps * self.n_envs // self.seq_len
         chunks_per_batch = batch_size // self.seq_len
+        if chunks_per_batch == num_chunks:
+            # One minibatch holds the whole rollout (rl-baselines3-zoo's recurrent presets): every epoch would
+            # gather the same pieces in another order, which changes nothing but the cost, so gather them once.
+            if self._whole_rollout_batch is None:
+                self._whole_rollout_batch = next(self._gather(np.arange(num_chunks), chunks_per_batch))
+            yield self._whole_rollout_batch
+            return
+        yield from self._gather(rng.permutation(num_chunks), chunks_per_batch)
+
+    def _gather(self, order: np.ndarray, chunks_per_batch: int) -> Iterator[SequenceBatch]:
+        """Minibatches of ``chunks_per_batch`` chunks each, taken in ``order``."""
         layout, data = self._layout, self._tensors
-        order = rng.permutation(num_chunks)
+        num_chunks = len(order)
         steps_in_piece = np.arange(self.seq_len)[:, None]
         for first in range(0, num_chunks - chunks_per_batch + 1, chunks_per_batch):
             pieces = layout.pieces_of(order[first : first + chunks_per_batch])

@@ -74,7 +74,9 @@ class _FusedCore(_Core):
         starts = episode_starts.to(torch.bool)
         if x.shape[0] == 1:
             return self._single_step(x[0], reset_state(state, starts[0]))
-        segment_starts = (torch.nonzero(starts[1:].any(dim=1)).flatten() + 1).tolist()
+        later_starts = starts[1:].any(dim=1)
+        # Training's padded pieces have no later starts: one check instead of nonzero + tolist.
+        segment_starts = (torch.nonzero(later_starts).flatten() + 1).tolist() if later_starts.any() else []
         outputs = []
         for begin, end in zip([0, *segment_starts], [*segment_starts, x.shape[0]]):
             state = reset_state(state, starts[begin])

@@ -193,7 +193,9 @@ class CategoricalDistribution(ActionDistribution):
 
     def __init__(self, logits: Tensor, start: Tensor, event_shape: tuple[int, ...]) -> None:
         super().__init__(event_shape)
-        self.categorical = Categorical(logits=logits)  # batch [..., D], categories padded to the largest
+        # validate_args=False: validation checks every argument on every construction, which cost more than the
+        # math at a few envs per step; the heads' logits are finite by construction.
+        self.categorical = Categorical(logits=logits, validate_args=False)  # [..., D], padded categories
         self.start = start
 
     def log_prob(self, actions: Tensor) -> Tensor:
@@ -218,7 +220,7 @@ class GaussianDistribution(ActionDistribution):
 
     def __init__(self, mean: Tensor, log_std: Tensor, event_shape: tuple[int, ...]) -> None:
         super().__init__(event_shape)
-        self.normal = Normal(mean, log_std.exp().expand_as(mean))
+        self.normal = Normal(mean, log_std.exp().expand_as(mean), validate_args=False)  # as Categorical's
 
     def log_prob(self, actions: Tensor) -> Tensor:
         """Log-density of ``actions [..., *event_shape]``, ``[...]``."""
@@ -254,6 +256,7 @@ class CategoricalHead(nn.Module):
             for first, size in zip(first_logits, sizes)
         ]
         self.register_buffer("pad_index", torch.as_tensor(pad_index, dtype=torch.long).flatten())
+        self.needs_padding = len(set(sizes)) > 1  # Discrete, and MultiDiscrete of equal sizes, only reshape
         self.register_buffer("start", torch.as_tensor(start.reshape(-1), dtype=torch.long))
 
     def forward(self, latent: Tensor, action_masks: Tensor | None = None) -> CategoricalDistribution:
@@ -271,7 +274,9 @@ class CategoricalHead(nn.Module):
                 )
             logits = torch.where(action_masks, logits, MASKED_LOGIT)
         lead = logits.shape[:-1]
-        padded = torch.cat([logits, logits.new_full((*lead, 1), MASKED_LOGIT)], dim=-1)[..., self.pad_index]
+        padded = logits
+        if self.needs_padding:
+            padded = torch.cat([logits, logits.new_full((*lead, 1), MASKED_LOGIT)], dim=-1)[..., self.pad_index]
         return CategoricalDistribution(padded.reshape(*lead, len(self.start), -1), self.start, self.event_shape)
 
     def clip(self, actions: Tensor) -> Tensor:

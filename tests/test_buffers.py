@@ -62,7 +62,8 @@ def test_gae_stops_at_termination_and_bootstraps_at_truncation() -> None:
 @pytest.mark.parametrize(
     ("core", "shared_core"), [("lstm", False), ("lstm", True), ("gru", False), ("peephole", False)]
 )
-def test_training_pass_reproduces_the_rollout_exactly(core: str, shared_core: bool) -> None:
+@pytest.mark.parametrize("batch_size", [32, 128])  # 128: one minibatch holds the whole rollout
+def test_training_pass_reproduces_the_rollout_exactly(core: str, shared_core: bool, batch_size: int) -> None:
     # Short T-maze episodes start inside most chunks: the pieces, their start states and the padding must
     # give back the log-probabilities and values the policy computed step by step while acting.
     agent = RecurrentPPO(
@@ -71,7 +72,7 @@ def test_training_pass_reproduces_the_rollout_exactly(core: str, shared_core: bo
         num_envs=4,
         n_steps=32,
         seq_len=8,
-        batch_size=32,
+        batch_size=batch_size,
         env_kwargs={"length": 3},
         core=core,
         shared_core=shared_core,
@@ -82,7 +83,7 @@ def test_training_pass_reproduces_the_rollout_exactly(core: str, shared_core: bo
     assert not agent.buffer.valid.all(), "the rollout must contain autoreset steps"
     steps_seen = 0
     with torch.no_grad():
-        for batch in agent.buffer.minibatches(32, agent.rng):
+        for batch in agent.buffer.minibatches(batch_size, agent.rng):
             log_prob, _, values = agent.policy.evaluate_actions(
                 batch.observations, batch.actions, batch.initial_state, batch.episode_starts, batch.action_masks
             )
@@ -104,3 +105,20 @@ def test_every_minibatch_holds_batch_size_steps_and_an_epoch_covers_the_rollout_
         assert int(batch.inside.sum()) == 64
     covered = sorted(float(r) for batch in batches for r in batch.returns[batch.inside])
     np.testing.assert_allclose(covered, np.sort(agent.buffer.returns.ravel()), rtol=1e-6)
+
+
+def test_a_minibatch_of_the_whole_rollout_is_gathered_once_per_rollout_and_never_reused_after_it() -> None:
+    # batch_size = n_steps * num_envs (the zoo's recurrent presets): every epoch trains on all the pieces.
+    agent = RecurrentPPO(
+        "rl_lstm/TMaze-v0", seed=0, num_envs=4, n_steps=32, seq_len=8, batch_size=128, env_kwargs={"length": 2}
+    )
+    for _ in range(2):
+        agent._collect_rollout(EpisodeStatistics())
+        agent.buffer.prepare()
+        epochs = [list(agent.buffer.minibatches(128, agent.rng)) for _ in range(3)]
+        assert all(len(batches) == 1 for batches in epochs)
+        batch = epochs[0][0]
+        assert all(batches[0] is batch for batches in epochs), "the epochs of one rollout share the gathered batch"
+        assert int(batch.inside.sum()) == 128
+        covered = sorted(float(r) for r in batch.returns[batch.inside])
+        np.testing.assert_allclose(covered, np.sort(agent.buffer.returns.ravel()), rtol=1e-6)
