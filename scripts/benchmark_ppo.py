@@ -35,6 +35,7 @@ from agents.ppo import RecurrentPPO
 from rl_lstm.config import parse_assignments, preset, split_env_spec
 from rl_lstm.errors import ConfigError
 from rl_lstm.evaluation import EvaluationResult, evaluate_agent
+from rl_lstm.logger import EpisodeStatistics
 
 # Evaluation envs are seeded away from the training seeds 0, 1, ..., so no evaluation episode replays the start
 # of a training run.
@@ -231,6 +232,84 @@ def run_ours(zoo: dict[str, Any], env_id: str, env_kwargs: dict[str, Any], seed:
     return TrainingRun(OURS, seed, agent.num_timesteps, training_seconds, evaluation)
 
 
+@dataclass
+class TimeBudget:
+    """Where one of our PPO iterations spends its time, per rollout, measured on a live training run."""
+
+    steps_per_rollout: int
+    minibatches_per_rollout: float
+    collect_seconds: float  # acting and env stepping, per rollout
+    update_seconds: float  # every epoch's minibatches, per rollout
+    cores_seconds: float  # the recurrent cores' forward + backward alone on the same minibatches, per rollout
+
+    def ceiling(self) -> float:
+        """Env steps/s if everything but the cores' training kernels took no time."""
+        return self.steps_per_rollout / self.cores_seconds
+
+
+def measure_time_budget(zoo: dict[str, Any], env_id: str, env_kwargs: dict[str, Any], seed: int,
+                        rollouts: int) -> TimeBudget:
+    """Time our collect and update phases over ``rollouts`` iterations, and the cores' kernels alone in them.
+
+    After each update the same rollout's minibatches are replayed through the actor and critic cores only
+    (forward and backward on the encoded observations), which is the part of an update no per-op overhead
+    saving can remove: the fused nn.LSTM kernels over ``seq_len`` steps.
+    """
+    agent = RecurrentPPO(env_id, seed=seed, device="cpu", tensorboard_log=None, env_kwargs=env_kwargs,
+                         **our_hyperparameters(zoo))
+    policy, config = agent.policy, agent.config
+    statistics = EpisodeStatistics()
+    collect = update = cores = 0.0
+    minibatches = 0
+    warm_up = 5  # the first iterations pay for allocations and oneDNN's kernel setup
+    for iteration in range(warm_up + rollouts):
+        # The agent's own phases (RecurrentPPO._iterate without its logging), timed one by one.
+        start = time.perf_counter()
+        agent._collect_rollout(statistics)
+        collected = time.perf_counter()
+        agent._update(progress=iteration / (warm_up + rollouts))
+        updated = time.perf_counter()
+        if iteration < warm_up:
+            continue
+        collect += collected - start
+        update += updated - collected
+        for _ in range(config.n_epochs):
+            for batch in agent.buffer.minibatches(config.batch_size, agent.rng):
+                with torch.no_grad():
+                    features = policy.encoder_mlp(policy.encoder(policy.preprocess(batch.observations)))
+                split = policy.num_actor_state_tensors
+                kernels_start = time.perf_counter()
+                outputs = [policy.actor_core(features, batch.initial_state[:split], batch.episode_starts)[0]]
+                if policy.critic_core is not None:
+                    outputs.append(policy.critic_core(features, batch.initial_state[split:], batch.episode_starts)[0])
+                sum(output.sum() for output in outputs).backward()
+                cores += time.perf_counter() - kernels_start
+                minibatches += 1
+        policy.zero_grad(set_to_none=True)
+    agent.env.close()
+    return TimeBudget(config.n_steps * agent.env.num_envs, minibatches / rollouts, collect / rollouts,
+                      update / rollouts, cores / rollouts)
+
+
+def time_budget_lines(budget: TimeBudget, sb3_contrib_rate: float, rollouts: int, seed: int) -> list[str]:
+    """The report's paragraph on where our time goes and the speed the cores' kernels alone allow."""
+    per_rollout = budget.collect_seconds + budget.update_seconds
+    per_minibatch = budget.update_seconds / budget.minibatches_per_rollout
+    cores_per_minibatch = budget.cores_seconds / budget.minibatches_per_rollout
+    return [
+        "",
+        f"Where our time goes (a separate run of ours, seed {seed}, {rollouts} rollouts after 5 warm-up ones, "
+        "`time.perf_counter` around each phase): per rollout of "
+        f"{budget.steps_per_rollout} env steps, collecting takes {budget.collect_seconds * 1e3:.1f} ms and "
+        f"updating {budget.update_seconds * 1e3:.1f} ms ({budget.minibatches_per_rollout:.0f} minibatches of "
+        f"{per_minibatch * 1e3:.2f} ms). Replaying the same minibatches through the actor and critic LSTMs alone, "
+        f"forward and backward, takes {cores_per_minibatch * 1e3:.2f} ms per minibatch "
+        f"({budget.cores_seconds / per_rollout:.0%} of an iteration): if everything else cost nothing we would "
+        f"run at most {budget.ceiling():,.0f} env steps/s, {budget.ceiling() / sb3_contrib_rate:.1f}x "
+        "sb3-contrib's median above.",
+    ]
+
+
 def format_return(evaluation: EvaluationResult) -> str:
     """``mean ± std`` of the episode returns, with the success rate when the env reports one."""
     text = f"{evaluation.mean_return:.2f} ± {evaluation.std_return:.2f}"
@@ -330,6 +409,8 @@ def benchmark_ppo_vs_sb3(args: argparse.Namespace) -> str:
         "orthogonal init, no normalization), adapted only by `frame_stack: 4` (`VecFrameStack(n_stack=4)`): it "
         "sees the last 4 observations and nothing before them.",
     ]
+    budget = measure_time_budget(ZOO_PPO_LSTM_CARTPOLE_NOVEL, args.env, env_kwargs, 0, args.budget_rollouts)
+    lines += time_budget_lines(budget, median_rate[SB3_CONTRIB], args.budget_rollouts, 0)
     title = f"## Recurrent PPO vs sb3-contrib on `{args.env}`{kwargs_text(env_kwargs)}"
     return title + "\n\n" + "\n".join(lines)
 
@@ -574,6 +655,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     versus.add_argument("--env", default="rl_lstm/CartPolePositionOnly-v0",
                         help="env id (e.g. rl_lstm/TMaze-v0, rl_lstm/RepeatFirstEasy-v0)")
     versus.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE", help="e.g. length=10")
+    versus.add_argument("--budget-rollouts", type=_positive_int, default=100,
+                        help="rollouts of ours timed phase by phase for the time budget")
     versus.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     versus.set_defaults(run=benchmark_ppo_vs_sb3)
 
