@@ -262,17 +262,14 @@ def measure_time_budget(zoo: dict[str, Any], env_id: str, env_kwargs: dict[str, 
     collect = update = cores = 0.0
     minibatches = 0
     warm_up = 5  # the first iterations pay for allocations and oneDNN's kernel setup
+    steps_per_rollout = config.n_steps * agent.env.num_envs
     for iteration in range(warm_up + rollouts):
-        # The agent's own phases (RecurrentPPO._iterate without its logging), timed one by one.
-        start = time.perf_counter()
-        agent._collect_rollout(statistics)
-        collected = time.perf_counter()
-        agent._update(progress=iteration / (warm_up + rollouts))
-        updated = time.perf_counter()
+        # One iteration of learn() without its logging; it reports the rate of each of its two phases.
+        scalars = agent._iterate(statistics, progress=iteration / (warm_up + rollouts))
         if iteration < warm_up:
             continue
-        collect += collected - start
-        update += updated - collected
+        collect += steps_per_rollout / scalars["time/collect_steps_per_second"]
+        update += steps_per_rollout / scalars["time/update_steps_per_second"]
         for _ in range(config.n_epochs):
             for batch in agent.buffer.minibatches(config.batch_size, agent.rng):
                 with torch.no_grad():
@@ -287,8 +284,8 @@ def measure_time_budget(zoo: dict[str, Any], env_id: str, env_kwargs: dict[str, 
                 minibatches += 1
         policy.zero_grad(set_to_none=True)
     agent.env.close()
-    return TimeBudget(config.n_steps * agent.env.num_envs, minibatches / rollouts, collect / rollouts,
-                      update / rollouts, cores / rollouts)
+    return TimeBudget(steps_per_rollout, minibatches / rollouts, collect / rollouts, update / rollouts,
+                      cores / rollouts)
 
 
 def time_budget_lines(budget: TimeBudget, sb3_contrib_rate: float, rollouts: int, seed: int) -> list[str]:
