@@ -232,6 +232,9 @@ def run_ours(zoo: dict[str, Any], env_id: str, env_kwargs: dict[str, Any], seed:
     return TrainingRun(OURS, seed, agent.num_timesteps, training_seconds, evaluation)
 
 
+WARM_UP_ROLLOUTS = 5  # the time budget's first iterations pay for allocations and oneDNN's kernel setup; not timed
+
+
 @dataclass
 class TimeBudget:
     """Where one of our PPO iterations spends its time, per rollout, measured on a live training run."""
@@ -261,12 +264,11 @@ def measure_time_budget(zoo: dict[str, Any], env_id: str, env_kwargs: dict[str, 
     statistics = EpisodeStatistics()
     collect = update = cores = 0.0
     minibatches = 0
-    warm_up = 5  # the first iterations pay for allocations and oneDNN's kernel setup
     steps_per_rollout = config.n_steps * agent.env.num_envs
-    for iteration in range(warm_up + rollouts):
+    for iteration in range(WARM_UP_ROLLOUTS + rollouts):
         # One iteration of learn() without its logging; it reports the rate of each of its two phases.
-        scalars = agent._iterate(statistics, progress=iteration / (warm_up + rollouts))
-        if iteration < warm_up:
+        scalars = agent._iterate(statistics, progress=iteration / (WARM_UP_ROLLOUTS + rollouts))
+        if iteration < WARM_UP_ROLLOUTS:
             continue
         collect += steps_per_rollout / scalars["time/collect_steps_per_second"]
         update += steps_per_rollout / scalars["time/update_steps_per_second"]
@@ -295,7 +297,8 @@ def time_budget_lines(budget: TimeBudget, sb3_contrib_rate: float, rollouts: int
     cores_per_minibatch = budget.cores_seconds / budget.minibatches_per_rollout
     return [
         "",
-        f"Where our time goes (a separate run of ours, seed {seed}, {rollouts} rollouts after 5 warm-up ones, "
+        f"Where our time goes (a separate run of ours, seed {seed}, {rollouts} rollouts after {WARM_UP_ROLLOUTS} "
+        "warm-up ones, "
         "`time.perf_counter` around each phase): per rollout of "
         f"{budget.steps_per_rollout} env steps, collecting takes {budget.collect_seconds * 1e3:.1f} ms and "
         f"updating {budget.update_seconds * 1e3:.1f} ms ({budget.minibatches_per_rollout:.0f} minibatches of "
