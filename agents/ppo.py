@@ -22,6 +22,7 @@ import torch
 
 from rl_lstm.agent import SCHEDULES, EnvConfig, PolicyConfig, RecurrentAgent, check_finite, scheduled
 from rl_lstm.buffers import RolloutBuffer
+from rl_lstm.checkpoints import env_state, load_env_state
 from rl_lstm.config import require
 from rl_lstm.errors import NumericalError
 from rl_lstm.logger import EpisodeStatistics
@@ -262,3 +263,17 @@ class RecurrentPPO(RecurrentAgent):
             "train/skipped_batches": skipped,
             "train/n_updates": len(totals["pg"]),
         }
+
+    # ---- saving: the rollout in flight ----------------------------------------------------------------------------
+    def _episode_state(self) -> dict[str, Any] | None:
+        """The rollout carried to the next iteration and the env's state, or None where the env's cannot be read."""
+        state = None if self._rollout is None else env_state(self.env)
+        return None if state is None else {"env": state, "rollout": self._rollout}
+
+    def _resume_episodes(self, state: dict[str, Any] | None) -> None:
+        """Continue the saved rollout; without one, the next rollout starts from a reset seeded by ``self.rng``."""
+        if state is None:
+            return
+        load_env_state(self.env, state["env"])
+        rollout = state["rollout"]
+        self._rollout = {**rollout, "state": tuple(tensor.to(self.device) for tensor in rollout["state"])}

@@ -12,6 +12,8 @@ Rules a task follows so that the vector env equals N single envs seeded ``seed, 
   generator (``random.generators[i]``), and as observation noise through :meth:`CopyRandom.normal`,
   which every copy consumes once per observation.
 - :meth:`BatchedTask.step` is deterministic given the state and the actions.
+- Everything that changes during an episode is held in numpy-array attributes of the task: that is
+  what :meth:`BatchedTask.state_dict` saves, so a checkpoint can continue the episodes in flight.
 """
 
 from __future__ import annotations
@@ -52,6 +54,25 @@ class CopyRandom:
             position = 0
         self._noise_position[shape] = position + 1
         return self._noise_blocks[shape][position]
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every generator's state and the noise drawn but not yet used, as plain data."""
+        return {
+            "generators": [generator.bit_generator.state for generator in self.generators],
+            "noise": [
+                {"shape": list(shape), "block": block.copy(), "position": self._noise_position[shape]}
+                for shape, block in self._noise_blocks.items()
+            ],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; a state of another number of copies is a ``ValueError``."""
+        if len(state["generators"]) != len(self.generators):
+            raise ValueError(f"the state holds {len(state['generators'])} generators, not {len(self.generators)}")
+        for generator, generator_state in zip(self.generators, state["generators"]):
+            generator.bit_generator.state = generator_state
+        self._noise_blocks = {tuple(noise["shape"]): np.array(noise["block"]) for noise in state["noise"]}
+        self._noise_position = {tuple(noise["shape"]): int(noise["position"]) for noise in state["noise"]}
 
 
 class BatchedTask(ABC):
@@ -96,6 +117,26 @@ class BatchedTask(ABC):
     def action_masks(self) -> np.ndarray | None:
         """Which actions are allowed now, ``[B, n]`` bool, or ``None`` if every action always is."""
         return None
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The state of every copy: copies of the task's numpy-array attributes (constant tables included)."""
+        return {name: value.copy() for name, value in vars(self).items() if isinstance(value, np.ndarray)}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore :meth:`state_dict` into a task built with the same arguments; any mismatch is a ``ValueError``."""
+        current = self.state_dict()
+        mismatched = sorted(
+            name for name in current.keys() | state.keys()
+            if name not in current or name not in state or np.shape(state[name]) != current[name].shape
+        )
+        if mismatched:
+            raise ValueError(
+                f"the saved state of {type(self).__name__} does not fit this one (arrays {', '.join(mismatched)} "
+                "differ); restore it into a task built with the same arguments and number of copies"
+            )
+        for name, value in state.items():
+            # The saved dtype, not the current one: a step may change it (Pendulum's torque becomes float32).
+            setattr(self, name, np.array(value, copy=True))
 
 
 def _check_render_mode(render_mode: str | None) -> None:
@@ -239,6 +280,33 @@ class TaskVectorEnv(VectorEnv):
         if self.render_mode == "rgb_array":
             return tuple(self.task.render_copy(i) for i in range(self.num_envs))
         return None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything ``step`` and ``reset`` read, as plain data: what a checkpoint needs to continue the episodes.
+
+        That is the task's arrays, each copy's generator and unused noise, the step counts and the autoreset flags.
+        """
+        if self._random is None:
+            raise gym.error.ResetNeeded("Call reset() before state_dict(): the env has no episodes yet.")
+        return {
+            "task": self.task.state_dict(),
+            "random": self._random.state_dict(),
+            "elapsed_steps": self._elapsed_steps.copy(),
+            "needs_reset": self._needs_reset.copy(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` into an env built with the same arguments; a mismatch is a ``ValueError``."""
+        for name in ("elapsed_steps", "needs_reset"):
+            if np.shape(state[name]) != (self.num_envs,):
+                raise ValueError(f"the saved {name} has shape {np.shape(state[name])}, not ({self.num_envs},)")
+        self.task.load_state_dict(state["task"])
+        # Fresh generators of the kind reset() makes (PCG64), whose state the saved one then replaces.
+        random = CopyRandom([np.random.default_rng() for _ in range(self.num_envs)])
+        random.load_state_dict(state["random"])
+        self._random = random
+        self._elapsed_steps = np.array(state["elapsed_steps"], dtype=np.int64)
+        self._needs_reset = np.array(state["needs_reset"], dtype=np.bool_)
 
     def action_masks(self) -> np.ndarray | None:
         """The allowed actions of every copy, ``[num_envs, n]``, or ``None`` if all are."""

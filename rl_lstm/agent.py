@@ -317,8 +317,16 @@ class RecurrentAgent(ABC):
         self.total_timesteps = state["total_timesteps"]
         self.iterations = state["iterations"]
 
+    def _episode_state(self) -> dict[str, Any] | None:
+        """The episodes in flight, for an agent that carries them from one iteration to the next; None: none."""
+        return None
+
+    def _resume_episodes(self, state: dict[str, Any] | None) -> None:
+        """Continue the episodes that :meth:`_episode_state` saved; an agent without any has nothing to do."""
+        return None
+
     def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> None:
-        """Write the agent (config, policy, training state, normalization) to ``path`` atomically."""
+        """Write the agent (config, policy, training state, normalization, episodes in flight) atomically."""
         checkpoints.save_checkpoint(
             path,
             {
@@ -326,12 +334,13 @@ class RecurrentAgent(ABC):
                 "env_id": self.env_id,
                 "seed": self.seed,
                 "config": config_to_dict(self.config),
-                "observation_space": self.observation_space,
-                "action_space": self.action_space,
+                "observation_space": checkpoints.describe_space(self.observation_space),
+                "action_space": checkpoints.describe_space(self.action_space),
                 "policy": self.policy.state_dict(),
                 "num_timesteps": self.num_timesteps,
                 "training_state": self._training_state(),
                 "normalization": normalization_state(self.env),
+                "episodes": self._episode_state(),
                 "extra": extra or {},
             },
         )
@@ -340,15 +349,20 @@ class RecurrentAgent(ABC):
     def load(
         cls, path: str | Path, env: str | gym.vector.VectorEnv | gym.Env | None = None, device: str = "cpu"
     ) -> RecurrentAgent:
-        """An agent from a checkpoint; ``env`` defaults to the env id it was trained on, with its config."""
+        """An agent from a checkpoint; ``env`` defaults to the env id it was trained on, with its config.
+
+        Built on its own env, the agent continues the episodes the checkpoint left in flight where it can (see
+        :func:`rl_lstm.checkpoints.env_state`); on an ``env`` passed here they start from a reset.
+        """
         payload = checkpoints.load_checkpoint(path, agent=cls.name)
         agent = cls(
             env if env is not None else payload["env_id"], seed=payload["seed"], device=device, **payload["config"]
         )
-        if agent.observation_space != payload["observation_space"] or agent.action_space != payload["action_space"]:
+        spaces = (checkpoints.describe_space(agent.observation_space), checkpoints.describe_space(agent.action_space))
+        if spaces != (payload["observation_space"], payload["action_space"]):
             raise CheckpointError(
                 f"checkpoint {str(path)!r} was trained on observation space {payload['observation_space']} and action "
-                f"space {payload['action_space']}, but the env has {agent.observation_space} and {agent.action_space}"
+                f"space {payload['action_space']}, but the env has {spaces[0]} and {spaces[1]}"
             )
         try:
             agent.policy.load_state_dict(payload["policy"])
@@ -359,6 +373,8 @@ class RecurrentAgent(ABC):
         agent.num_timesteps = payload["num_timesteps"]
         agent._load_training_state(payload["training_state"])
         load_normalization_state(agent.env, payload["normalization"], training=True)
+        if env is None:
+            agent._resume_episodes(payload["episodes"])
         agent.checkpoint_extra = payload["extra"]
         return agent
 

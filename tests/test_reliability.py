@@ -85,15 +85,18 @@ def test_checkpoints_of_another_version_or_agent_are_refused(tmp_path: Path) -> 
     RecurrentPPO("rl_lstm/TMaze-v0", **TINY["ppo"]).save(path)
     with pytest.raises(CheckpointError, match="written by agent 'ppo', not 'reinforce'"):
         RecurrentReinforce.load(path)
-    payload = torch.load(path, weights_only=False)
+    payload = torch.load(path, weights_only=True)
     payload["format_version"] = checkpoints.FORMAT_VERSION + 1
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match="format version"):
         RecurrentPPO.load(path)
 
 
+# Constant schedules: a run extended with --timesteps then follows the same schedule as one trained to that total.
 SMALL_RUN = {
-    "ppo": ["num_envs=4", "n_steps=32", "seq_len=8", "batch_size=64", "n_epochs=2"],
+    "ppo": ["num_envs=4", "n_steps=32", "seq_len=8", "batch_size=64", "n_epochs=2", "lr_schedule=constant",
+            "clip_schedule=constant"],
+    "reinforce": ["num_envs=4", "lr_schedule=constant"],
     "evolino": ["num_envs=16", "subpopulation_size=4", "trials_per_chromosome=1", "episodes_per_network=4"],
 }
 
@@ -127,8 +130,10 @@ def _wait_for(path: Path, timeout: float = 120.0) -> None:
         time.sleep(0.1)
 
 
-@pytest.mark.parametrize("agent", ["ppo", "evolino"])
-def test_a_killed_run_resumes_where_its_last_checkpoint_left_it(tmp_path: Path, agent: str) -> None:
+@pytest.mark.parametrize("agent", ["ppo", "reinforce", "evolino"])
+def test_a_killed_run_resumes_where_its_last_checkpoint_left_it_and_ends_as_if_never_stopped(
+    tmp_path: Path, agent: str
+) -> None:
     process = subprocess.Popen(
         _train_command(tmp_path, "--timesteps", "100000", agent=agent),
         stdout=subprocess.DEVNULL,
@@ -142,19 +147,31 @@ def test_a_killed_run_resumes_where_its_last_checkpoint_left_it(tmp_path: Path, 
     time.sleep(1.0)  # let it run on past the checkpoint, so that there is something to lose and purge
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
-    saved_steps = torch.load(latest, weights_only=False)["num_timesteps"]
+    saved_steps = checkpoints.load_checkpoint(latest)["num_timesteps"]
     assert 0 < saved_steps < 100_000
 
-    resumed = subprocess.run(
-        _train_command(tmp_path, "--resume", str(run_dir), "--timesteps", str(saved_steps + 512), agent=agent),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert resumed.returncode == 0, resumed.stderr
-    final_steps = torch.load(latest, weights_only=False)["num_timesteps"]
-    # PPO stops exactly (512 is a whole number of rollouts); Evolino finishes the generation it is in.
+    total = str(saved_steps + 512)
+    uninterrupted_root = tmp_path / "uninterrupted"
+    # The resumed run and one never stopped, trained to the same total, run side by side.
+    runs = [
+        subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for command in (
+            _train_command(tmp_path, "--resume", str(run_dir), "--timesteps", total, agent=agent),
+            _train_command(uninterrupted_root, "--timesteps", total, agent=agent),
+        )
+    ]
+    for run in runs:
+        _, stderr = run.communicate(timeout=300)
+        assert run.returncode == 0, stderr
+    final = checkpoints.load_checkpoint(latest)
+    final_steps = final["num_timesteps"]
+    # PPO stops exactly (512 is a whole number of rollouts); REINFORCE and Evolino finish the batch they are in.
     assert final_steps == saved_steps + 512 if agent == "ppo" else final_steps >= saved_steps + 512
+    (uninterrupted_dir,) = (uninterrupted_root / "rl_lstm_TMaze-v0").iterdir()
+    uninterrupted = checkpoints.load_checkpoint(uninterrupted_dir / "checkpoints" / "latest.pt")
+    assert final_steps == uninterrupted["num_timesteps"]
+    for name, parameter in uninterrupted["policy"].items():
+        assert torch.equal(final["policy"][name], parameter), f"{name} differs from the run never stopped"
     events = EventAccumulator(str(run_dir))
     events.Reload()
     steps = [event.step for event in events.Scalars("time/fps")]
@@ -174,7 +191,7 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path: Path) -> Non
     stdout, _ = process.communicate(timeout=60)
     assert process.returncode == 130
     assert "rl-lstm train --resume" in " ".join(stdout.split())
-    checkpoint = torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=False)
+    checkpoint = checkpoints.load_checkpoint(run_dir / "checkpoints" / "latest.pt")
     assert 0 < checkpoint["num_timesteps"] < 1_000_000
 
 
