@@ -113,16 +113,17 @@ class EpisodeResults:
     successes: np.ndarray
 
 
-def evaluator_spec(env_id: str, num_envs: int, env_kwargs: dict, vectorization: str, layout: LSTMLayout,
-                   max_episode_steps: int) -> dict[str, Any]:
-    """What a Ray actor needs to build its own :class:`PopulationEvaluator`, as plain data."""
+def evaluator_spec(env_id: str, config: EvolinoConfig, layout: LSTMLayout) -> dict[str, Any]:
+    """What a Ray actor needs to build its own :class:`PopulationEvaluator`, as plain data (wrappers by path)."""
     return {
         "env_id": env_id,
-        "num_envs": num_envs,
-        "env_kwargs": env_kwargs,
-        "vectorization": vectorization,
+        "num_envs": config.num_envs,
+        "env_kwargs": config.env_kwargs,
+        "vectorization": config.vectorization,
+        "env_wrappers": list(config.env_wrappers),
+        "frame_stack": config.frame_stack,
         "layout": dataclasses.asdict(layout),
-        "max_episode_steps": max_episode_steps,
+        "max_episode_steps": config.max_episode_steps,
     }
 
 
@@ -143,7 +144,10 @@ class PopulationEvaluator:
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> PopulationEvaluator:
         """An evaluator with its own vector env, built from plain data (what a Ray actor receives)."""
-        env = make_vector_env(spec["env_id"], spec["num_envs"], spec["env_kwargs"], spec["vectorization"])
+        env = make_vector_env(
+            spec["env_id"], spec["num_envs"], spec["env_kwargs"], spec["vectorization"],
+            env_wrappers=spec["env_wrappers"], frame_stack=spec["frame_stack"],
+        )
         return cls(env, LSTMLayout(**spec["layout"]), spec["max_episode_steps"], spec["env_id"])
 
     def evaluate(self, chromosomes: list[np.ndarray], seeds: np.ndarray) -> EpisodeResults:

@@ -23,7 +23,15 @@ from rl_lstm.config import build_config, config_to_dict, require
 from rl_lstm.errors import CheckpointError, ConfigError, EnvStepError, NumericalError
 from rl_lstm.logger import EpisodeStatistics, TrainingLogger
 from rl_lstm.policies import RecurrentActorCritic, map_observation
-from rl_lstm.vec_env import find_wrapper, load_normalization_state, make_vector_env, normalization_state
+from rl_lstm.vec_env import (
+    find_wrapper,
+    load_normalization_state,
+    make_vector_env,
+    normalization_state,
+    parse_wrappers,
+    wrap_env,
+    wrap_vector_env,
+)
 
 Callback = Callable[["RecurrentAgent"], "bool | None"]
 
@@ -58,10 +66,16 @@ class EnvConfig:
     vectorization: str = "auto"  # "auto" (native where registered), "native", "sync", "async"
     normalize_observations: bool = False  # running mean/std of observations (gymnasium's NormalizeObservation)
     normalize_rewards: bool = False  # scale rewards by the running std of returns (gymnasium's NormalizeReward)
+    # gymnasium wrappers by import path, applied to every env copy (or around the vector env, for VectorWrappers):
+    # [pkg.mod:Wrapper, {pkg.mod:Other: {key: value}}]
+    env_wrappers: list = field(default_factory=list)
+    frame_stack: int = 1  # observe the last k observations (gymnasium's FrameStackObservation); 1: off
 
     def validate_env(self) -> None:
-        """Range checks of the env keys."""
+        """Range checks of the env keys; every wrapper is imported and its kwargs checked."""
         require(self.num_envs >= 1, f"num_envs must be at least 1, got {self.num_envs}")
+        require(self.frame_stack >= 1, f"frame_stack must be at least 1 (1: no stacking), got {self.frame_stack}")
+        parse_wrappers(self.env_wrappers)
 
 
 SCHEDULES = ("constant", "linear")
@@ -162,7 +176,7 @@ class RecurrentAgent(ABC):
         """What an agent builds once its env, policy and optimizer exist (buffers, running statistics)."""
 
     def _make_env(self, env: str | gym.vector.VectorEnv | gym.Env) -> gym.vector.VectorEnv:
-        """The training vector env: made from an id, or the user's env with episode statistics added."""
+        """The training vector env, from an id or the user's env, with the config's wrappers and episode statistics."""
         if isinstance(env, str):
             self.env_id = env
             return make_vector_env(
@@ -173,15 +187,30 @@ class RecurrentAgent(ABC):
                 normalize_observations=self.config.normalize_observations,
                 normalize_rewards=self.config.normalize_rewards,
                 gamma=getattr(self.config, "gamma", 0.99),
+                env_wrappers=self.config.env_wrappers,
+                frame_stack=self.config.frame_stack,
             )
+        wrappers = parse_wrappers(self.config.env_wrappers)
+        # The id, where the user's env has one, is what Agent.load and rl-lstm evaluate rebuild the env from.
+        spec = env.spec if isinstance(env, (gym.Env, gym.vector.VectorEnv)) else None
+        if spec is None and isinstance(env, gym.vector.SyncVectorEnv):
+            spec = env.envs[0].spec
         if isinstance(env, gym.Env):
-            single = env
+            single = wrap_env(env, wrappers, self.config.frame_stack)
             env = gym.vector.SyncVectorEnv([lambda: single])
+        elif isinstance(env, gym.vector.VectorEnv) and (
+            self.config.frame_stack > 1 or not all(entry.is_vector for entry in wrappers)
+        ):
+            raise ConfigError(
+                "frame_stack and per-copy env_wrappers cannot wrap the copies of a VectorEnv that is already built; "
+                "pass an env id or a gymnasium.Env, or wrap the copies when you build the VectorEnv"
+            )
         if not isinstance(env, gym.vector.VectorEnv):
             raise ConfigError(
                 f"env must be an env id, a gymnasium.Env or a gymnasium VectorEnv, got {type(env).__name__}"
             )
-        self.env_id = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+        self.env_id = spec.id if spec is not None else type(env.unwrapped).__name__
+        env = wrap_vector_env(env, wrappers)
         if find_wrapper(env, RecordEpisodeStatistics) is None:
             env = RecordEpisodeStatistics(env)
         return env

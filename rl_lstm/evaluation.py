@@ -36,7 +36,9 @@ from rl_lstm.vec_env import (
     load_normalization_state,
     make_vector_env,
     normalization_state,
+    parse_wrappers,
     resolve_env_id,
+    wrap_env,
 )
 
 # Bootstrap resamples are drawn in blocks of at most this many indices, so 10,000 resamples of a long
@@ -167,6 +169,8 @@ def evaluate_agent(
         env_kwargs={**agent.config.env_kwargs, **(env_kwargs or {})},
         vectorization=agent.config.vectorization,
         normalize_observations="observation" in statistics,
+        env_wrappers=agent.config.env_wrappers,
+        frame_stack=agent.config.frame_stack,
     )
     load_normalization_state(env, statistics, training=False)
     quotas = np.full(num_envs, num_episodes // num_envs)
@@ -207,8 +211,16 @@ def evaluate_agent(
 
 
 def _make_single_env(agent: RecurrentAgent, render_mode: str | None) -> gym.Env:
-    """One copy of the agent's env with its env_kwargs (unnormalized: wrap it with :func:`_normalize_like`)."""
-    return gym.make(resolve_env_id(agent.env_id), render_mode=render_mode, **agent.config.env_kwargs)
+    """One copy of the agent's env with its env_kwargs and wrappers (unnormalized: see :func:`_normalize_like`)."""
+    wrappers = parse_wrappers(agent.config.env_wrappers)
+    vector_wrappers = [entry.path for entry in wrappers if entry.is_vector]
+    if vector_wrappers:
+        raise ConfigError(
+            f"videos and memory plots play a single env, which the vector wrappers {vector_wrappers} cannot wrap; "
+            "evaluate without --video and --plot-memory, or train with gymnasium.Wrapper wrappers instead"
+        )
+    env = gym.make(resolve_env_id(agent.env_id), render_mode=render_mode, **agent.config.env_kwargs)
+    return wrap_env(env, wrappers, agent.config.frame_stack)
 
 
 def _normalize_like(agent: RecurrentAgent, env: gym.Env) -> gym.Env:

@@ -62,10 +62,10 @@ def orthogonal_init(module: nn.Module, gain: float) -> None:
 
 
 def is_image_space(space: spaces.Space) -> bool:
-    """True for HxWxC uint8 Box spaces with bounds 0..255."""
+    """True for HxWxC uint8 Box spaces with bounds 0..255, and for k of them stacked (kxHxWxC, from frame_stack)."""
     return (
         isinstance(space, spaces.Box)
-        and len(space.shape) == 3
+        and len(space.shape) in (3, 4)
         and space.dtype == np.uint8
         and bool(np.all(space.low == 0))
         and bool(np.all(space.high == 255))
@@ -107,12 +107,14 @@ class ImageEncoder(nn.Module):
     """HxWxC uint8 images: a small NatureCNN-like network on pixels scaled to [0, 1].
 
     Padded 3x3 stride-2 convolutions instead of NatureCNN's 8x8/4x4 kernels, so that small images (8x8 and up)
-    keep a spatial map.
+    keep a spatial map. k stacked frames (kxHxWxC) enter as one image of k*C channels, as DQN stacks Atari frames.
     """
 
     def __init__(self, image_shape: tuple[int, ...], out_features: int = 128) -> None:
         super().__init__()
-        height, width, channels = image_shape
+        *stack, height, width, channels = image_shape
+        self.event_ndim = len(image_shape)
+        channels *= int(np.prod(stack))
         self.cnn = nn.Sequential(
             nn.Conv2d(channels, 16, 3, stride=2, padding=1),
             nn.ReLU(),
@@ -128,9 +130,10 @@ class ImageEncoder(nn.Module):
         self.out_features = out_features
 
     def forward(self, obs: Tensor) -> Tensor:
-        """``[..., H, W, C]`` uint8 -> ``[..., out_features]``."""
-        lead = obs.shape[:-3]
-        pixels = obs.reshape(-1, *obs.shape[-3:]).permute(0, 3, 1, 2).float() / 255.0  # [N, C, H, W]
+        """``[..., (k,) H, W, C]`` uint8 -> ``[..., out_features]``."""
+        lead = obs.shape[: obs.dim() - self.event_ndim]
+        frames = obs.reshape(-1, *obs.shape[len(lead) :]).movedim(-1, -3)  # [N, (k,) C, H, W]
+        pixels = frames.flatten(1, -3).float() / 255.0  # [N, k*C, H, W]
         return self.linear(self.cnn(pixels)).reshape(*lead, self.out_features)
 
 

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
+import inspect
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.wrappers import FrameStackObservation
 from gymnasium.wrappers.vector import NormalizeObservation, NormalizeReward, RecordEpisodeStatistics
 
 import envs  # noqa: F401  (registers the built-in ids)
 from rl_lstm.errors import ConfigError
 
 VECTORIZATION_MODES = ("auto", "native", "sync", "async")
+WRAPPER_FORM = "'package.module:Wrapper' or {'package.module:Wrapper': {key: value}}"
 
 
 def resolve_env_id(env_id: str) -> str:
@@ -38,6 +43,100 @@ def resolve_env_id(env_id: str) -> str:
     return env_id
 
 
+@dataclass(frozen=True)
+class WrapperEntry:
+    """One ``env_wrappers`` entry, imported: the path as written, the wrapper class and its kwargs."""
+
+    path: str
+    wrapper: type
+    kwargs: dict[str, Any]
+
+    @property
+    def is_vector(self) -> bool:
+        """True for a ``gymnasium.vector.VectorWrapper``, which wraps the vector env instead of each copy."""
+        return issubclass(self.wrapper, gym.vector.VectorWrapper)
+
+    def apply(self, env: Any) -> Any:
+        """``env`` inside this wrapper; a wrapper that refuses the env is a ConfigError naming the entry."""
+        try:
+            return self.wrapper(env, **self.kwargs)
+        except Exception as error:
+            raise ConfigError(
+                f"env_wrappers entry {self.path!r} with kwargs {self.kwargs} could not wrap the env: "
+                f"{type(error).__name__}: {error}"
+            ) from error
+
+
+def _wrapper_error(entry: Any, problem: str) -> ConfigError:
+    return ConfigError(
+        f"env_wrappers entry {entry!r}: {problem}. Each entry is {WRAPPER_FORM}, naming a subclass of "
+        "gymnasium.Wrapper (wraps each env copy) or of gymnasium.vector.VectorWrapper (wraps the vector env)."
+    )
+
+
+def parse_wrappers(entries: Any) -> list[WrapperEntry]:
+    """The ``env_wrappers`` of a config, imported and checked; a bad entry is a ConfigError naming it.
+
+    Entries are ``"package.module:Wrapper"`` (or ``"package.module.Wrapper"``, rl-baselines3-zoo's form) or
+    ``{"package.module:Wrapper": {key: value}}``. Per-copy wrappers must come before vector wrappers: a copy
+    cannot be wrapped once it is inside the vector env.
+    """
+    if not isinstance(entries, (list, tuple)):
+        raise ConfigError(f"env_wrappers must be a list whose entries are {WRAPPER_FORM}, got {entries!r}")
+    parsed = []
+    for entry in entries:
+        if isinstance(entry, str):
+            path, kwargs = entry, {}
+        elif isinstance(entry, dict) and len(entry) == 1:
+            path, kwargs = next(iter(entry.items()))
+            kwargs = {} if kwargs is None else kwargs
+        else:
+            raise _wrapper_error(entry, "not an import path nor a mapping of one import path to its kwargs")
+        if not isinstance(path, str) or not isinstance(kwargs, dict):
+            raise _wrapper_error(entry, "the import path must be a string and its kwargs a mapping")
+        module_name, _, class_name = path.rpartition(":") if ":" in path else path.rpartition(".")
+        if not module_name or not class_name:
+            raise _wrapper_error(entry, f"{path!r} names no module")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as error:
+            raise _wrapper_error(entry, f"cannot import module {module_name!r} ({error})") from error
+        wrapper = getattr(module, class_name, None)
+        if not (isinstance(wrapper, type) and issubclass(wrapper, (gym.Wrapper, gym.vector.VectorWrapper))):
+            found = "nothing" if wrapper is None else repr(wrapper)
+            raise _wrapper_error(entry, f"{module_name} has {found} named {class_name!r}, not a gymnasium wrapper")
+        try:
+            inspect.signature(wrapper).bind(None, **kwargs)
+        except TypeError as error:
+            raise _wrapper_error(entry, f"bad kwargs {kwargs} for {wrapper.__name__}: {error}") from error
+        parsed.append(WrapperEntry(path, wrapper, dict(kwargs)))
+    kinds = [entry.is_vector for entry in parsed]
+    if kinds != sorted(kinds):
+        first_vector = parsed[kinds.index(True)].path
+        raise ConfigError(
+            f"env_wrappers lists a per-copy wrapper after the vector wrapper {first_vector!r}; list the "
+            "gymnasium.Wrapper entries first: each copy is wrapped before the copies become a vector env"
+        )
+    return parsed
+
+
+def wrap_env(env: gym.Env, wrappers: list[WrapperEntry], frame_stack: int = 1) -> gym.Env:
+    """One env copy inside the per-copy ``wrappers`` (vector ones are skipped), then stacked ``frame_stack`` deep."""
+    for entry in wrappers:
+        if not entry.is_vector:
+            env = entry.apply(env)
+    # gymnasium has no vector frame stack: the copies stack their own observations, [frame_stack, *obs_shape].
+    return FrameStackObservation(env, stack_size=frame_stack) if frame_stack > 1 else env
+
+
+def wrap_vector_env(vector_env: gym.vector.VectorEnv, wrappers: list[WrapperEntry]) -> gym.vector.VectorEnv:
+    """``vector_env`` inside the vector ``wrappers`` (per-copy ones are skipped: :func:`wrap_env` applies them)."""
+    for entry in wrappers:
+        if entry.is_vector:
+            vector_env = entry.apply(vector_env)
+    return vector_env
+
+
 def make_vector_env(
     env_id: str,
     num_envs: int,
@@ -47,11 +146,16 @@ def make_vector_env(
     normalize_rewards: bool = False,
     gamma: float = 0.99,
     render_mode: str | None = None,
+    env_wrappers: Any = (),
+    frame_stack: int = 1,
 ) -> gym.vector.VectorEnv:
     """A vector env of ``num_envs`` copies with episode statistics in ``infos["episode"]``.
 
     ``vectorization="auto"`` takes the env's native ``vector_entry_point`` when it has one and
-    ``SyncVectorEnv`` otherwise; ``"native"``, ``"sync"`` and ``"async"`` force one. Normalization uses
+    ``SyncVectorEnv`` otherwise; ``"native"``, ``"sync"`` and ``"async"`` force one. ``env_wrappers``
+    (see :func:`parse_wrappers`) wrap each copy, or the vector env for ``gymnasium.vector.VectorWrapper``s;
+    ``frame_stack > 1`` stacks each copy's last observations. A native vector env steps its copies as arrays, so
+    per-copy wrappers and frame stacking make "auto" fall back to ``SyncVectorEnv``. Normalization uses
     gymnasium's own running-statistics wrappers (their statistics are saved with checkpoints).
     """
     if vectorization not in VECTORIZATION_MODES:
@@ -63,8 +167,16 @@ def make_vector_env(
     has_native = spec.vector_entry_point is not None
     if vectorization == "native" and not has_native:
         raise ConfigError(f"{env_id} has no native vector env; use vectorization 'sync' or 'async'")
+    wrappers = parse_wrappers(env_wrappers)
+    wraps_copies = frame_stack > 1 or not all(entry.is_vector for entry in wrappers)
+    if vectorization == "native" and wraps_copies:
+        raise ConfigError(
+            f"{env_id}'s native vector env steps its copies as arrays, so it cannot wrap each copy (frame_stack="
+            f"{frame_stack}, env_wrappers={list(env_wrappers)}); use vectorization 'auto', 'sync' or 'async', or "
+            "gymnasium.vector.VectorWrapper wrappers"
+        )
     mode = {
-        "auto": "vector_entry_point" if has_native else "sync",
+        "auto": "vector_entry_point" if has_native and not wraps_copies else "sync",
         "native": "vector_entry_point",
         "sync": "sync",
         "async": "async",
@@ -72,11 +184,12 @@ def make_vector_env(
     kwargs = dict(env_kwargs or {})
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
+    copy_wrappers = [functools.partial(wrap_env, wrappers=wrappers, frame_stack=frame_stack)] if wraps_copies else None
     try:
-        vector_env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, **kwargs)
+        vector_env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, wrappers=copy_wrappers, **kwargs)
     except TypeError as error:
         raise ConfigError(f"bad env_kwargs {kwargs} for {env_id}: {error}") from error
-    vector_env = RecordEpisodeStatistics(vector_env)
+    vector_env = RecordEpisodeStatistics(wrap_vector_env(vector_env, wrappers))
     if normalize_observations:
         vector_env = NormalizeObservation(vector_env)
     if normalize_rewards:
