@@ -32,13 +32,14 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from envs.batched import TaskVectorEnv
 from rl_lstm.agent import EnvConfig, RecurrentAgent, rng_state, set_rng_state
 from rl_lstm.config import require
 from rl_lstm.errors import ConfigError, EnvStepError
 from rl_lstm.esp import EnforcedSubpopulations, LSTMLayout, PopulationLSTM, validate_esp_settings
 from rl_lstm.logger import EpisodeStatistics
-from rl_lstm.policies import ImageEncoder, make_action_head, make_encoder
-from rl_lstm.vec_env import action_masks, make_vector_env
+from rl_lstm.policies import ImageEncoder, make_action_head, make_encoder, map_observation
+from rl_lstm.vec_env import action_masks, make_vector_env, resolve_env_id
 
 BACKENDS = ("local", "ray")
 
@@ -127,6 +128,11 @@ def evaluator_spec(env_id: str, config: EvolinoConfig, layout: LSTMLayout) -> di
     }
 
 
+def seeds_each_copy(vector_env: gym.vector.VectorEnv) -> bool:
+    """True if ``vector_env.reset(seed=[...])`` gives each copy its own seed (Sync, Async, native rl_lstm envs)."""
+    return isinstance(vector_env.unwrapped, (gym.vector.SyncVectorEnv, gym.vector.AsyncVectorEnv, TaskVectorEnv))
+
+
 class PopulationEvaluator:
     """Plays one episode per job, a round of up to ``env.num_envs`` jobs at a time, all networks batched.
 
@@ -176,7 +182,7 @@ class PopulationEvaluator:
         successes = np.full(copies, np.nan)
         with torch.no_grad():
             for step in range(self.max_episode_steps):
-                features = self.encoder(torch.as_tensor(observations)).to(torch.float64)  # [copies, F]
+                features = self.encoder(map_observation(torch.as_tensor, observations)).to(torch.float64)  # [copies, F]
                 h, state = network.step(features[:, None, :], state)
                 outputs = network.outputs(h)[:, 0].to(torch.float32)  # [copies, num_outputs]
                 masks = action_masks(self.env, infos)
@@ -297,11 +303,37 @@ class RecurrentEvolino(RecurrentAgent):
         """Evolution needs no optimizer."""
         return None
 
+    def _make_env(self, env: str | gym.vector.VectorEnv | gym.Env) -> gym.vector.VectorEnv:
+        """The agent's vector env, one that takes a seed per copy: every evaluation job carries its own env seed.
+
+        gymnasium's own numpy vector envs (CartPole-v1's) take one seed for all copies, so with
+        ``vectorization="auto"`` an id that has one is built as a ``SyncVectorEnv`` instead; the config records it,
+        so evaluation, ``load`` and Ray workers build the same.
+        """
+        vector_env = super()._make_env(env)
+        if seeds_each_copy(vector_env):
+            return vector_env
+        if isinstance(env, str):
+            vector_env.close()
+            if self.config.vectorization == "auto":
+                self.config.vectorization = "sync"
+                return super()._make_env(env)
+        raise ConfigError(
+            f"Evolino seeds every env copy with its own episode seed, but {type(vector_env.unwrapped).__name__} "
+            "takes one seed for all copies. Pass a gymnasium.vector.SyncVectorEnv or AsyncVectorEnv (or the env id "
+            "with vectorization 'sync')."
+        )
+
     def _setup(self) -> None:
         """The subpopulations and the evaluator (in-process or on Ray), once the env and policy exist."""
         config = self.config
-        if isinstance(self.policy.encoder, ImageEncoder):
-            raise ConfigError("Evolino takes vector observations; image observations need a learned CNN encoder")
+        # Only the core and the output units are evolved: a CNN's weights would stay random (and differ between the
+        # evaluator and the policy), so images, alone or inside a Dict or Tuple, are refused.
+        if any(isinstance(module, ImageEncoder) for module in self.policy.encoder.modules()):
+            raise ConfigError(
+                f"Evolino cannot take the observation space {self.observation_space}: it evolves no CNN encoder for "
+                "image observations. Train it with ppo or reinforce, or give Evolino vector observations."
+            )
         num_outputs = self.policy.action_head.linear.out_features  # logits, or the Box action's mean
         self.layout = LSTMLayout(self.policy.encoder.out_features, config.num_cells, num_outputs)
         self.esp = EnforcedSubpopulations.from_config(self.layout.chromosome_sizes(), config, self.rng)
@@ -309,10 +341,13 @@ class RecurrentEvolino(RecurrentAgent):
             # Ours, not the papers': like the forget-gate bias of gradient LSTMs, a positive start lets memory last.
             self.esp.subpopulations[cell][:, self.layout.forget_bias_index] += config.forget_bias
         if config.backend == "ray":
-            if not hasattr(self, "env_id") or self.env_id not in gym.registry:
-                raise ConfigError("backend='ray' builds the env in every worker, so pass the env as a registered id")
-            spec = evaluator_spec(self.env_id, config.num_envs, config.env_kwargs, config.vectorization,
-                                  self.layout, config.max_episode_steps)
+            try:
+                resolve_env_id(self.env_id)  # "package.module:Env-v0" ids too: each worker imports the package
+            except ConfigError as error:
+                raise ConfigError(
+                    f"backend='ray' builds the env in every worker, so pass the env as a registered id ({error})"
+                ) from None
+            spec = evaluator_spec(self.env_id, config, self.layout)
             self.evaluator: PopulationEvaluator | RayEvaluator = RayEvaluator(spec, config.ray_workers,
                                                                               config.ray_address)
         else:

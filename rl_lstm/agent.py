@@ -257,11 +257,9 @@ class RecurrentAgent(ABC):
 
     def _is_single_observation(self, observation: Any) -> bool:
         space = self.observation_space
-        if isinstance(space, gym.spaces.Dict):
-            key = next(iter(space.spaces))
-            return np.asarray(observation[key]).shape == space[key].shape
-        if isinstance(space, gym.spaces.Tuple):
-            return np.asarray(observation[0]).shape == space[0].shape
+        while isinstance(space, (gym.spaces.Dict, gym.spaces.Tuple)):  # the first array decides, however nested
+            key = next(iter(space.spaces)) if isinstance(space, gym.spaces.Dict) else 0
+            space, observation = space[key], observation[key]
         return np.asarray(observation).shape == space.shape
 
     # ---- the env -------------------------------------------------------------------------------------------------
@@ -410,7 +408,7 @@ class RecurrentAgent(ABC):
 
 def _first_array(observation: Any) -> Any:
     if isinstance(observation, dict):
-        return next(iter(observation.values()))
+        return _first_array(next(iter(observation.values())))
     if isinstance(observation, tuple):
-        return observation[0]
+        return _first_array(observation[0])
     return observation

@@ -241,10 +241,10 @@ class RolloutBuffer:
 
 
 def stack_observations(steps: list[Any]) -> Any:
-    """Stack per-step observations (arrays, or dicts/tuples of arrays) into ``[n_steps, n_envs, ...]``."""
+    """Stack per-step observations (arrays, or dicts/tuples of them, nested) into ``[n_steps, n_envs, ...]``."""
     first = steps[0]
     if isinstance(first, dict):
-        return {key: np.stack([step[key] for step in steps]) for key in first}
+        return {key: stack_observations([step[key] for step in steps]) for key in first}
     if isinstance(first, tuple):
-        return tuple(np.stack([step[i] for step in steps]) for i in range(len(first)))
+        return tuple(stack_observations([step[i] for step in steps]) for i in range(len(first)))
     return np.stack(steps)

@@ -15,6 +15,7 @@ from gymnasium.wrappers import FrameStackObservation
 from gymnasium.wrappers.vector import NormalizeObservation, NormalizeReward, RecordEpisodeStatistics
 
 import envs  # noqa: F401  (registers the built-in ids)
+from envs.batched import TaskVectorEnv
 from rl_lstm.errors import ConfigError
 
 VECTORIZATION_MODES = ("auto", "native", "sync", "async")
@@ -246,7 +247,7 @@ def action_masks(vector_env: gym.vector.VectorEnv, infos: dict[str, Any]) -> np.
     envs have a batched one; otherwise each copy's is called), else ``infos["action_mask"]``.
     """
     unwrapped = vector_env.unwrapped
-    if isinstance(unwrapped, envs.batched.TaskVectorEnv):
+    if isinstance(unwrapped, TaskVectorEnv):
         masks = unwrapped.action_masks()
         if masks is not None:
             return np.asarray(masks, dtype=bool)
@@ -261,12 +262,11 @@ def action_masks(vector_env: gym.vector.VectorEnv, infos: dict[str, Any]) -> np.
 
 def _call_action_masks(vector_env: gym.vector.VectorEnv) -> np.ndarray | None:
     """Each copy's ``action_masks()`` stacked, or None if the envs have no such method or it returns None."""
-    if getattr(vector_env, "_rl_lstm_has_action_masks", True) is False:
-        return None
-    try:
-        masks = vector_env.call("action_masks")
-    except AttributeError:
-        masks = (None,)
+    has_masks = getattr(vector_env, "_rl_lstm_has_action_masks", None)
+    if has_masks is None:
+        # Asked, not called and caught: an AttributeError inside an AsyncVectorEnv's worker shuts that worker down.
+        has_masks = all(vector_env.call("has_wrapper_attr", "action_masks"))
+    masks = vector_env.call("action_masks") if has_masks else (None,)
     # An env without masks is asked once only: the answer does not change from step to step.
     vector_env._rl_lstm_has_action_masks = all(mask is not None for mask in masks)
     if not vector_env._rl_lstm_has_action_masks:

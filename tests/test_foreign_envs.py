@@ -1,0 +1,247 @@
+"""Every trainer on envs the project did not write: every way to hand one over, and every space.
+
+The matrix: ppo, reinforce and evolino, each given a gymnasium id, a ``package.module:Env-v0`` id, a
+``gymnasium.Env``, the user's own ``SyncVectorEnv`` and ``AsyncVectorEnv``, and envs observing Dict, Tuple,
+MultiDiscrete, MultiBinary and image spaces while acting in Discrete, MultiDiscrete and Box spaces. Each cell trains
+two updates, saves, loads and predicts, on a single observation and on a batch. The id cells also run
+``rl-lstm train`` and ``rl-lstm evaluate`` in a fresh process, so an import made by another test cannot hide a
+missing one. A space a trainer cannot take is our ``ConfigError`` naming the space.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from foreign_envs import SpacesEnv
+
+from agents import agent_class
+from agents.evolino import RecurrentEvolino
+from rl_lstm.agent import RecurrentAgent
+from rl_lstm.errors import ConfigError
+
+AGENTS = ("ppo", "reinforce", "evolino")
+FOREIGN_ID = "foreign_envs:foreign/Spaces-v0"
+
+# Tiny networks and budgets. REINFORCE and Evolino play whole episodes; cutting them at 8 steps keeps an update of
+# Pendulum (200 steps) or of a CartPole policy that balances as cheap as one of the foreign envs (4 steps).
+TINY: dict[str, dict[str, Any]] = {
+    "ppo": dict(num_envs=2, n_steps=8, seq_len=4, batch_size=8, n_epochs=1, hidden_size=8, net_arch_pi=[8],
+                net_arch_vf=[8]),
+    "reinforce": dict(num_envs=2, hidden_size=8, net_arch_pi=[8], net_arch_vf=[8], max_episode_steps=8),
+    "evolino": dict(num_envs=4, num_cells=2, subpopulation_size=4, trials_per_chromosome=1, episodes_per_network=1,
+                    max_episode_steps=8),
+}
+
+
+def _same_parameters(agent: RecurrentAgent, loaded: RecurrentAgent) -> bool:
+    trained, restored = agent.policy.state_dict(), loaded.policy.state_dict()
+    return trained.keys() == restored.keys() and all(torch.equal(trained[key], restored[key]) for key in trained)
+
+
+def _check_predict(agent: RecurrentAgent, loaded: RecurrentAgent, single_env: gym.Env) -> None:
+    """Single and batched observations of the user's env give valid actions, the same before and after loading."""
+    observation, _ = single_env.reset(seed=1)
+    state = None
+    for step in range(6):
+        action, state = loaded.predict(observation, state, episode_start=np.array([step == 0]), deterministic=True)
+        assert loaded.action_space.contains(action), f"{action!r} is not in {loaded.action_space}"
+        observation, _, terminated, truncated, _ = single_env.step(action)  # the env itself refuses a wrong action
+        if terminated or truncated:
+            observation, _ = single_env.reset()
+    single_env.close()
+    observations, _ = loaded.env.reset(seed=2)
+    actions, state = loaded.predict(observations, deterministic=True)
+    assert len(actions) == loaded.env.num_envs
+    assert all(loaded.action_space.contains(action) for action in actions), actions
+    np.testing.assert_array_equal(actions, agent.predict(observations, deterministic=True)[0])
+    loaded.env.step(actions)
+
+
+def _train_save_load_predict(
+    name: str, env: Any, path: Path, single_env: gym.Env, load_env: Any = None, **hyperparams: Any
+) -> None:
+    """Two updates, save, ``Agent.load`` (the env rebuilt from the stored id unless ``load_env``), predict."""
+    cls = agent_class(name)
+    agent = cls(env, seed=0, **TINY[name], **hyperparams)
+    try:
+        agent.learn(10**6, callback=lambda agent: agent.iterations < 2, progress_bar=False)
+        assert agent.iterations == 2 and agent.num_timesteps > 0
+        agent.save(path)
+        loaded = cls.load(path, env=load_env)
+        try:
+            assert loaded.env_id == agent.env_id and _same_parameters(agent, loaded)
+            _check_predict(agent, loaded, single_env)
+        finally:
+            loaded.close()
+    finally:
+        agent.close()
+
+
+# ---- handed over as an id ------------------------------------------------------------------------------------------
+# id -> (env_kwargs, one copy of the env for predict)
+ID_CELLS: dict[str, tuple[dict[str, str], Callable[[], gym.Env]]] = {
+    "CartPole-v1": ({}, lambda: gym.make("CartPole-v1")),
+    "Pendulum-v1": ({}, lambda: gym.make("Pendulum-v1")),
+    FOREIGN_ID: ({"observation": "dict", "action": "multidiscrete"}, lambda: SpacesEnv("dict", "multidiscrete")),
+}
+
+# Run in a fresh interpreter: train, then forget the foreign package (its module and its ids) so that evaluate
+# has to import it again from the id the run stored, as `rl-lstm evaluate` in a new shell would.
+TRAIN_THEN_EVALUATE = """
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+
+from rl_lstm.cli import main
+
+runs_dir, train_args = Path(sys.argv[1]), sys.argv[2:]  # train_args set runs_dir
+assert main(["train", *train_args]) == 0
+(run_dir,) = [config.parent for config in runs_dir.glob("*/*/config.yaml")]
+for module in [name for name in sys.modules if name.split(".")[0] == "foreign_envs"]:
+    del sys.modules[module]
+for env_id in [env_id for env_id in gym.registry if env_id.startswith("foreign/")]:
+    del gym.registry[env_id]
+sys.exit(main(["evaluate", str(run_dir), "--episodes", "2"]))
+"""
+
+
+@pytest.mark.parametrize("env_id", list(ID_CELLS))
+@pytest.mark.parametrize("name", AGENTS)
+def test_an_id_trains_saves_loads_and_predicts(name: str, env_id: str, tmp_path: Path) -> None:
+    env_kwargs, single_env = ID_CELLS[env_id]
+    _train_save_load_predict(name, env_id, tmp_path / "agent.pt", single_env(), env_kwargs=env_kwargs)
+
+
+@pytest.mark.parametrize("env_id", list(ID_CELLS))
+@pytest.mark.parametrize("name", AGENTS)
+def test_the_cli_trains_and_evaluates_an_id_in_a_fresh_process(name: str, env_id: str, tmp_path: Path) -> None:
+    env_kwargs = [f"{key}={value}" for key, value in ID_CELLS[env_id][0].items()]
+    # The foreign package is importable as an installed one would be; the process starts elsewhere.
+    python_path = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
+    tiny = [f"{key}={value}" for key, value in TINY[name].items() if key != "num_envs"]
+    train_args = [
+        "--agent", name, "--env", env_id, "--timesteps", "40", "--num-envs", str(TINY[name]["num_envs"]),
+        "--no-progress", *(["--env-kwargs", *env_kwargs] if env_kwargs else []),
+        "--set", f"runs_dir={tmp_path / 'runs'}", "eval_every=0", *tiny,
+    ]
+    result = subprocess.run(
+        [sys.executable, "-c", TRAIN_THEN_EVALUATE, str(tmp_path / "runs"), *train_args],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": python_path}, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (report_path,) = (tmp_path / "runs").glob("*/*/eval.json")
+    report = json.loads(report_path.read_text())
+    assert report["env_id"] == env_id and report["agent"] == name and report["num_episodes"] == 2
+    assert report["num_timesteps"] >= 40
+
+
+# ---- handed over as an env object ----------------------------------------------------------------------------------
+# handover -> (the env given to the agent, one copy for predict)
+HANDOVERS: dict[str, tuple[Callable[[], Any], Callable[[], gym.Env]]] = {
+    "gymnasium.Env": (lambda: gym.make("CartPole-v1"), lambda: gym.make("CartPole-v1")),
+    "SyncVectorEnv": (
+        lambda: gym.vector.SyncVectorEnv([lambda: SpacesEnv("dict", "multidiscrete")] * 2),
+        lambda: SpacesEnv("dict", "multidiscrete"),
+    ),
+    "AsyncVectorEnv": (
+        lambda: gym.vector.AsyncVectorEnv([lambda: SpacesEnv("tuple", "box")] * 2),
+        lambda: SpacesEnv("tuple", "box"),
+    ),
+    "gymnasium's numpy VectorEnv": (
+        lambda: gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="vector_entry_point"),
+        lambda: gym.make("CartPole-v1"),
+    ),
+}
+# Evolino gives every copy its own episode seed; gymnasium's numpy CartPoleVectorEnv takes one seed for all copies.
+REFUSED_HANDOVERS = {("evolino", "gymnasium's numpy VectorEnv")}
+
+
+@pytest.mark.parametrize(
+    ("name", "handover"), [(n, h) for n in AGENTS for h in HANDOVERS if (n, h) not in REFUSED_HANDOVERS]
+)
+def test_an_env_object_trains_saves_loads_and_predicts(name: str, handover: str, tmp_path: Path) -> None:
+    make_env, single_env = HANDOVERS[handover]
+    _train_save_load_predict(name, make_env(), tmp_path / "agent.pt", single_env(), load_env=make_env())
+
+
+def test_evolino_refuses_a_vector_env_that_takes_one_seed_for_all_copies() -> None:
+    env = HANDOVERS["gymnasium's numpy VectorEnv"][0]()
+    with pytest.raises(ConfigError, match="CartPoleVectorEnv takes one seed for all copies.*SyncVectorEnv"):
+        RecurrentEvolino(env, **TINY["evolino"])
+    env.close()
+
+
+def test_evolino_seeds_each_copy_of_an_id_whose_numpy_vector_env_takes_one_seed() -> None:
+    agent = RecurrentEvolino("CartPole-v1", seed=0, **{**TINY["evolino"], "max_episode_steps": 500})
+    try:
+        assert agent.config.vectorization == "sync"  # recorded, so load, evaluate and Ray workers build the same
+        network = [chromosome[:1] for chromosome in agent.esp.chromosomes(agent.esp.sample_networks(1))]
+        jobs = [np.repeat(chromosome, 4, axis=0) for chromosome in network]
+        results = agent.evaluator.evaluate(jobs, np.array([7, 8, 7, 8]))  # the same job in two copies each
+        assert results.returns[0] == results.returns[2] and results.returns[1] == results.returns[3]
+    finally:
+        agent.close()
+
+
+# ---- every space ---------------------------------------------------------------------------------------------------
+OBSERVATIONS = ("dict", "tuple", "multidiscrete", "multibinary", "image")
+ACTIONS = ("discrete", "discrete_start", "multidiscrete", "box")
+
+
+def _vector_env(observation: str, action: str, num_envs: int) -> gym.vector.SyncVectorEnv:
+    return gym.vector.SyncVectorEnv([lambda: SpacesEnv(observation, action)] * num_envs)
+
+
+@pytest.mark.parametrize(
+    ("name", "observation", "action"),
+    # Evolino evolves no CNN: image observations are refused (test_a_space_a_trainer_cannot_take_is_a_config_error).
+    [(n, o, a) for n in AGENTS for o in OBSERVATIONS for a in ACTIONS if (n, o) != ("evolino", "image")],
+)
+def test_every_supported_space_trains_saves_loads_and_predicts(
+    name: str, observation: str, action: str, tmp_path: Path
+) -> None:
+    num_envs = TINY[name]["num_envs"]
+    _train_save_load_predict(
+        name, _vector_env(observation, action, num_envs), tmp_path / "agent.pt", SpacesEnv(observation, action),
+        load_env=_vector_env(observation, action, num_envs),
+    )
+
+
+@pytest.mark.parametrize("name", ["ppo", "reinforce"])
+def test_a_dict_holding_a_tuple_trains(name: str, tmp_path: Path) -> None:
+    num_envs = TINY[name]["num_envs"]
+    _train_save_load_predict(
+        name, _vector_env("nested", "discrete", num_envs), tmp_path / "agent.pt", SpacesEnv("nested", "discrete"),
+        load_env=_vector_env("nested", "discrete", num_envs),
+    )
+
+
+@pytest.mark.parametrize(
+    ("names", "observation", "action", "named"),
+    [
+        (AGENTS, "text", "discrete", r"observation space Text\("),
+        (AGENTS, "graph", "discrete", r"observation space Graph\("),
+        (AGENTS, "box", "multibinary", r"action space MultiBinary\(2\)"),
+        (("evolino",), "image", "discrete", r"observation space Box\(0, 255, \(8, 8, 3\), uint8\)"),
+        (("evolino",), "dict_image", "discrete", r"observation space Dict\('camera': Box\(0, 255"),
+    ],
+)
+def test_a_space_a_trainer_cannot_take_is_a_config_error(
+    names: tuple[str, ...], observation: str, action: str, named: str
+) -> None:
+    for name in names:
+        env = _vector_env(observation, action, TINY[name]["num_envs"])
+        with pytest.raises(ConfigError, match=named):
+            agent_class(name)(env, **TINY[name])
+        env.close()
