@@ -33,12 +33,13 @@ from rl_lstm.vec_env import action_masks
 class PPOConfig(EnvConfig, PolicyConfig):
     """Hyperparameters of recurrent PPO (plus the env and policy keys it shares with the other agents)."""
 
-    n_steps: int = 128  # steps per env per rollout
+    num_envs: int = 16  # env copies stepped together
+    n_steps: int = 64  # steps per env per rollout
     seq_len: int = 32  # truncated-BPTT length in steps; n_steps must be a multiple of it
     batch_size: int = 256  # steps per minibatch (whole sequences): a multiple of seq_len, at most n_steps * num_envs
     n_epochs: int = 4  # passes over each rollout
-    learning_rate: float = 3e-4  # Adam step size (the start value under the linear schedule)
-    lr_schedule: str = "constant"  # "constant" or "linear" (decays to 0 at the end of learn)
+    learning_rate: float = 1e-3  # Adam step size (the start value under the linear schedule)
+    lr_schedule: str = "linear"  # "constant" or "linear" (decays to 0 at the end of learn)
     clip_range: float = 0.2  # PPO's ratio clip (the start value under the linear schedule)
     clip_schedule: str = "constant"  # "constant" or "linear"
     clip_range_vf: float | None = None  # clip value updates to this distance from the old values; None: no clip

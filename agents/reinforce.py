@@ -40,7 +40,7 @@ class ReinforceConfig(EnvConfig, PolicyConfig):
     """Hyperparameters of recurrent REINFORCE (plus the env and policy keys it shares with the other agents)."""
 
     num_envs: int = 16  # episodes per update: every env copy plays one complete episode
-    learning_rate: float = 1e-3  # Adam step size (the start value under the linear schedule)
+    learning_rate: float = 3e-3  # Adam step size (the start value under the linear schedule)
     lr_schedule: str = "constant"  # "constant" or "linear" (decays to 0 at the end of learn)
     gamma: float = 0.99  # discount of the returns-to-go
     baseline: str = "value"  # "value" (learned critic), "mean" (running mean of returns, as the paper) or "none"

@@ -127,10 +127,11 @@ def split_env_spec(spec: str) -> tuple[str, dict[str, Any]]:
 def preset(agent: str, env_id: str, env_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     """The shipped hyperparameters of ``agent`` for ``env_id`` built with ``env_kwargs``.
 
-    The ``default`` entry, updated by the env's entry, then by every entry ``ENV_ID:KEY=VALUE,...`` (the
-    syntax of the benchmark's ``--tasks``) whose kwargs all equal those in ``env_kwargs``; the entry naming
-    more kwargs applies later. Each update replaces whole values (a ``core_kwargs`` mapping is not merged).
-    ``env_kwargs`` that are not a mapping match no entry (``build_config`` reports them).
+    The env's entry, updated by every entry ``ENV_ID:KEY=VALUE,...`` (the syntax of the benchmark's ``--tasks``)
+    whose kwargs all equal those in ``env_kwargs``; the entry naming more kwargs applies later. An env without an
+    entry gets ``{}``: the agent's config defaults, chosen once for every env. Each update replaces whole values
+    (a ``core_kwargs`` mapping is not merged). ``env_kwargs`` that are not a mapping match no entry
+    (``build_config`` reports them).
     """
     path = PRESETS_DIR / f"{agent}.yaml"
     if not path.exists():
@@ -142,7 +143,7 @@ def preset(agent: str, env_id: str, env_kwargs: dict[str, Any] | None = None) ->
         entry_env_id, entry_kwargs = split_env_spec(key)
         if entry_kwargs and entry_env_id == env_id and entry_kwargs.items() <= given.items():
             matching.append((len(entry_kwargs), entry))
-    resolved = {**presets.get("default", {}), **presets.get(env_id, {})}
+    resolved = dict(presets.get(env_id, {}))
     for _, entry in sorted(matching, key=lambda match: match[0]):
         resolved.update(entry)
     return resolved

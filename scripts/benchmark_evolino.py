@@ -15,21 +15,14 @@ import time
 import gymnasium as gym
 import numpy as np
 import torch
-from benchmark_ppo import (
-    EVALUATION_SEED,
-    _positive_int,
-    format_over_seeds,
-    median_or_dash,
-    parse_task,
-    seeds_text,
-    train_with_preset,
-)
+from benchmark_ppo import _positive_int, format_over_seeds, median_or_dash, parse_task, seeds_text
 
 import envs  # noqa: F401  (registers the rl_lstm/ env ids with gymnasium)
 from agents.evolino import EvolinoConfig, PopulationEvaluator, RayEvaluator, evaluator_spec
 from rl_lstm.config import preset
 from rl_lstm.esp import EnforcedSubpopulations, LSTMLayout, PopulationLSTM
 from rl_lstm.policies import RecurrentActorCritic
+from rl_lstm.solving import EVALUATION_SEED, train_until_solved
 
 SPEED_ENV = "rl_lstm/TMaze-v0"
 DEFAULT_TASKS = (
@@ -172,8 +165,8 @@ def solve_section(args: argparse.Namespace) -> list[str]:
         runs = []
         for seed in range(args.seeds):
             # eval_every=1: the best network is evaluated after every generation.
-            agent, progress = train_with_preset("evolino", task, seed, 1, args.eval_episodes, args.max_seconds,
-                                                args.max_timesteps)
+            agent, progress = train_until_solved("evolino", task, seed, 1, args.eval_episodes, args.max_seconds,
+                                                 args.max_timesteps)
             networks = agent.esp.generation * agent.config.networks_per_generation
             runs.append((progress, agent.esp.generation, networks, networks * agent.config.episodes_per_network))
             print(f"{task.label} seed {seed}: {'solved' if progress.solved else 'not solved'} after "

@@ -27,11 +27,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from benchmark_ppo import EVALUATION_SEED, Task, _positive_int, train_with_preset
+from benchmark_ppo import _positive_int
 from matplotlib.figure import Figure
 
 import envs  # noqa: F401  (registers the rl_lstm/ env ids with gymnasium)
 from rl_lstm.evaluation import load_agent, record_memory
+from rl_lstm.solving import EVALUATION_SEED, Task, train_until_solved
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE_DIR = ROOT / "docs" / "img"
@@ -96,8 +97,8 @@ def write_results(path: Path, results: dict) -> None:
 def train_at_length(agent_name: str, maze: str, length: int, seed: int, args: argparse.Namespace) -> SpanRun:
     """Train ``agent_name`` with its preset for this length until solved or out of budget."""
     task = Task(MAZES[maze], {"length": length}, "success", args.threshold)
-    agent, progress = train_with_preset(agent_name, task, seed, args.eval_every, args.eval_episodes,
-                                        args.max_seconds, args.max_timesteps)
+    agent, progress = train_until_solved(agent_name, task, seed, args.eval_every, args.eval_episodes,
+                                         args.max_seconds, args.max_timesteps)
     success = float(np.mean(progress.last_evaluation.successes))
     run = SpanRun(agent_name, maze, length, seed, progress.solved, success, progress.env_steps,
                   progress.training_seconds, args.max_seconds)

@@ -14,7 +14,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,16 +30,12 @@ from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecNormalize
 from torch import nn
 
 import envs  # noqa: F401  (registers the rl_lstm/ env ids with gymnasium)
-from agents import agent_class
 from agents.ppo import RecurrentPPO
 from rl_lstm.config import parse_assignments, preset, split_env_spec
 from rl_lstm.errors import ConfigError
 from rl_lstm.evaluation import EvaluationResult, evaluate_agent
 from rl_lstm.logger import EpisodeStatistics
-
-# Evaluation envs are seeded away from the training seeds 0, 1, ..., so no evaluation episode replays the start
-# of a training run.
-EVALUATION_SEED = 1_000
+from rl_lstm.solving import EVALUATION_SEED, METRICS, Task, kwargs_text, train_until_solved
 
 ZOO_URL = "https://github.com/DLR-RM/rl-baselines3-zoo/blob"
 ZOO_PPO_LSTM_COMMIT = "c94924e5b31bce36920f29d3eb18b975231bdec4"
@@ -342,11 +338,6 @@ def seeds_text(seeds: int) -> str:
     return "seed 0" if seeds == 1 else f"seeds 0 to {seeds - 1}"
 
 
-def kwargs_text(env_kwargs: dict[str, Any]) -> str:
-    """``" (length=10)"`` for env kwargs, empty without any."""
-    return f" ({', '.join(f'{key}={value}' for key, value in env_kwargs.items())})" if env_kwargs else ""
-
-
 def benchmark_ppo_vs_sb3(args: argparse.Namespace) -> str:
     """sb3-contrib RecurrentPPO, ours and SB3 PPO over stacked frames, same budget, timed and evaluated alike."""
     torch.set_num_threads(1)
@@ -446,36 +437,6 @@ REINFORCE_TASKS = (
     "rl_lstm/TMaze-v0:length=50",
     "rl_lstm/CartPolePositionOnly-v0",
 )
-METRICS = ("return", "success")
-
-
-@dataclass
-class Task:
-    """An env (with kwargs) and the evaluation that counts as solving it."""
-
-    env_id: str
-    env_kwargs: dict[str, Any] = field(default_factory=dict)
-    metric: str = "return"  # "return": mean episode return; "success": fraction of episodes with is_success
-    threshold: float = 0.0
-
-    @property
-    def label(self) -> str:
-        """The env id and its kwargs, as the table shows them."""
-        return f"`{self.env_id}`{kwargs_text(self.env_kwargs)}"
-
-    @property
-    def criterion(self) -> str:
-        """The threshold as text, e.g. ``success >= 0.95``."""
-        return f"{self.metric} >= {self.threshold:g}"
-
-    def solved_by(self, evaluation: EvaluationResult) -> bool:
-        """Whether ``evaluation`` reaches the threshold."""
-        if self.metric == "return":
-            return evaluation.mean_return >= self.threshold
-        if evaluation.success_rate is None:
-            raise ConfigError(f"{self.env_id} reports no info['is_success']; give it a return threshold instead, "
-                              f"e.g. '{self.env_id}@return>=1'")
-        return evaluation.success_rate >= self.threshold
 
 
 def parse_task(text: str) -> Task:
@@ -514,62 +475,10 @@ class ThresholdRun:
     final_evaluation: EvaluationResult
 
 
-class EvaluateUntilSolved:
-    """learn() callback: evaluates every ``eval_every`` env steps off the training clock, stops once solved.
-
-    It also evaluates and stops at the end of the budget (env steps or training seconds), so every run ends with an
-    evaluation.
-    """
-
-    def __init__(self, task: Task, eval_every: int, eval_episodes: int, max_seconds: float) -> None:
-        self.task = task
-        self.eval_every = eval_every
-        self.eval_episodes = eval_episodes
-        self.max_seconds = max_seconds
-        self.next_evaluation = eval_every
-        self.start = time.perf_counter()
-        self.evaluation_seconds = 0.0
-        self.training_seconds = 0.0
-        self.env_steps = 0
-        self.solved = False
-        self.last_evaluation: EvaluationResult | None = None
-
-    def __call__(self, agent: RecurrentPPO) -> bool:
-        """Called after each update; False stops learn()."""
-        training_seconds = time.perf_counter() - self.start - self.evaluation_seconds
-        out_of_budget = training_seconds >= self.max_seconds or agent.num_timesteps >= agent.total_timesteps
-        if agent.num_timesteps < self.next_evaluation and not out_of_budget:
-            return True
-        evaluation_start = time.perf_counter()
-        # One episode per env copy: all of them at once, and no bias toward short episodes.
-        self.last_evaluation = evaluate_agent(agent, num_episodes=self.eval_episodes, deterministic=True,
-                                              seed=EVALUATION_SEED, num_envs=self.eval_episodes)
-        self.evaluation_seconds += time.perf_counter() - evaluation_start
-        self.training_seconds, self.env_steps = training_seconds, agent.num_timesteps
-        while self.next_evaluation <= agent.num_timesteps:
-            self.next_evaluation += self.eval_every
-        self.solved = self.task.solved_by(self.last_evaluation)
-        return not (self.solved or out_of_budget)
-
-
-def train_with_preset(agent_name: str, task: Task, seed: int, eval_every: int, eval_episodes: int,
-                      max_seconds: float, max_timesteps: int) -> tuple[Any, EvaluateUntilSolved]:
-    """One of our agents with its shipped preset for the task, trained until solved or out of budget (closed)."""
-    hyperparameters = preset(agent_name, task.env_id, task.env_kwargs)
-    env_kwargs = {**hyperparameters.pop("env_kwargs", {}), **task.env_kwargs}
-    agent = agent_class(agent_name)(task.env_id, seed=seed, device="cpu", tensorboard_log=None,
-                                    env_kwargs=env_kwargs, **hyperparameters)
-    progress = EvaluateUntilSolved(task, eval_every, eval_episodes, max_seconds)
-    agent.learn(max_timesteps, callback=progress, progress_bar=False)
-    agent.close()
-    assert progress.last_evaluation is not None  # the callback evaluates at the latest when the budget ends
-    return agent, progress
-
-
-def train_until_solved(agent_name: str, task: Task, seed: int, args: argparse.Namespace) -> ThresholdRun:
-    """One of our agents with its shipped preset for the task's env, trained until solved or out of budget."""
-    _, progress = train_with_preset(agent_name, task, seed, args.eval_every, args.eval_episodes, args.max_seconds,
-                                    args.max_timesteps)
+def run_task(agent_name: str, task: Task, seed: int, args: argparse.Namespace) -> ThresholdRun:
+    """One of our agents (its shipped preset, or its defaults alone with --no-preset) trained until solved."""
+    _, progress = train_until_solved(agent_name, task, seed, args.eval_every, args.eval_episodes, args.max_seconds,
+                                     args.max_timesteps, use_preset=not args.no_preset)
     return ThresholdRun(seed, progress.solved, progress.env_steps, progress.training_seconds,
                         progress.evaluation_seconds, progress.last_evaluation)
 
@@ -591,7 +500,7 @@ def benchmark_solve(args: argparse.Namespace) -> str:
     for task, agent_name in ((task, agent_name) for task in args.tasks for agent_name in args.agents):
         runs = []
         for seed in range(args.seeds):
-            run = train_until_solved(agent_name, task, seed, args)
+            run = run_task(agent_name, task, seed, args)
             runs.append(run)
             outcome = "solved" if run.solved else "not solved"
             print(f"{task.label} {agent_name} seed {seed}: {outcome} at {run.env_steps:,} env steps, "
@@ -678,5 +587,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         alone.add_argument("--max-seconds", type=float, default=900.0, help="training-time budget per run (s)")
         alone.add_argument("--eval-every", type=_positive_int, default=10_000, help="env steps between evaluations")
         alone.add_argument("--eval-episodes", type=_positive_int, default=100, help="episodes per evaluation")
+        alone.add_argument("--no-preset", action="store_true",
+                           help="the agents' defaults alone, as an env without a preset gets them")
         alone.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
         alone.set_defaults(run=benchmark_solve, title=title, notes=[])

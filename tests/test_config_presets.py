@@ -1,4 +1,4 @@
-"""Shipped presets: ``default``, then the env's entry, then the entries keyed ``ENV_ID:KEY=VALUE`` by env kwargs."""
+"""Shipped presets: the env's entry, then the entries keyed ``ENV_ID:KEY=VALUE`` by env kwargs, over the defaults."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from agents.ppo import PPOConfig
 from rl_lstm import config
 from rl_lstm.config import preset, split_env_spec
 from rl_lstm.training import resolve_config
 
 PRESETS = """
-default: {num_envs: 16, seq_len: 32, gamma: 0.99}
-rl_lstm/TMaze-v0: {ent_coef: 0.05, core_kwargs: {forget_bias: 3.0}}
+rl_lstm/TMaze-v0: {num_envs: 16, seq_len: 32, gamma: 0.99, ent_coef: 0.05, core_kwargs: {forget_bias: 3.0}}
 rl_lstm/TMaze-v0:length=50: {seq_len: 64, gamma: 0.995}
 rl_lstm/TMaze-v0:length=50,noise_std=0.1: {gamma: 0.999}
 rl_lstm/PassiveTMaze-v0:length=50: {num_envs: 64}
@@ -38,7 +38,7 @@ def test_env_spec_splits_the_id_from_its_kwargs() -> None:
     )
 
 
-def test_two_argument_call_gives_default_updated_by_the_env_entry(presets_dir: Path) -> None:
+def test_two_argument_call_gives_the_env_entry(presets_dir: Path) -> None:
     assert preset("ppo", "rl_lstm/TMaze-v0") == {
         "num_envs": 16, "seq_len": 32, "gamma": 0.99, "ent_coef": 0.05, "core_kwargs": {"forget_bias": 3.0}
     }
@@ -72,6 +72,12 @@ def test_entry_naming_more_kwargs_applies_last(presets_dir: Path) -> None:
 
 def test_agent_without_a_presets_file_has_an_empty_preset(presets_dir: Path) -> None:
     assert preset("reinforce", "rl_lstm/TMaze-v0", {"length": 50}) == {}
+
+
+def test_an_env_without_an_entry_gets_the_agent_defaults_alone() -> None:
+    assert preset("ppo", "CartPole-v1") == {} and preset("reinforce", "CartPole-v1") == {}
+    _, hyperparams = resolve_config({"agent": "ppo", "env": "CartPole-v1"})
+    assert hyperparams == PPOConfig()
 
 
 def test_training_config_takes_the_preset_of_its_env_kwargs(presets_dir: Path) -> None:

@@ -1,0 +1,113 @@
+"""Train until a task's threshold is met: the one measure the benchmarks and the learning tests share.
+
+A learning test is a benchmark run at one seed: the same config, the same budget (linear schedules decay over it)
+and the same evaluations, so the steps a benchmark measured on seeds 0 to 4 are the steps a test needs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from agents import agent_class
+from rl_lstm.agent import RecurrentAgent
+from rl_lstm.config import preset
+from rl_lstm.errors import ConfigError
+from rl_lstm.evaluation import EvaluationResult, evaluate_agent
+
+# Evaluation envs are seeded away from the training seeds 0, 1, ..., so no evaluation episode replays the start
+# of a training run.
+EVALUATION_SEED = 1_000
+METRICS = ("return", "success")
+
+
+def kwargs_text(env_kwargs: dict[str, Any]) -> str:
+    """``" (length=10)"`` for env kwargs, empty without any."""
+    return f" ({', '.join(f'{key}={value}' for key, value in env_kwargs.items())})" if env_kwargs else ""
+
+
+@dataclass
+class Task:
+    """An env (with kwargs) and the evaluation that counts as solving it."""
+
+    env_id: str
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    metric: str = "return"  # "return": mean episode return; "success": fraction of episodes with is_success
+    threshold: float = 0.0
+
+    @property
+    def label(self) -> str:
+        """The env id and its kwargs, as the tables show them."""
+        return f"`{self.env_id}`{kwargs_text(self.env_kwargs)}"
+
+    @property
+    def criterion(self) -> str:
+        """The threshold as text, e.g. ``success >= 0.95``."""
+        return f"{self.metric} >= {self.threshold:g}"
+
+    def solved_by(self, evaluation: EvaluationResult) -> bool:
+        """Whether ``evaluation`` reaches the threshold."""
+        if self.metric == "return":
+            return evaluation.mean_return >= self.threshold
+        if evaluation.success_rate is None:
+            raise ConfigError(f"{self.env_id} reports no info['is_success']; give it a return threshold instead, "
+                              f"e.g. '{self.env_id}@return>=1'")
+        return evaluation.success_rate >= self.threshold
+
+
+class EvaluateUntilSolved:
+    """learn() callback: evaluates every ``eval_every`` env steps off the training clock, stops once solved.
+
+    It also evaluates and stops at the end of the budget (env steps or training seconds), so every run ends with an
+    evaluation.
+    """
+
+    def __init__(self, task: Task, eval_every: int, eval_episodes: int, max_seconds: float) -> None:
+        self.task = task
+        self.eval_every = eval_every
+        self.eval_episodes = eval_episodes
+        self.max_seconds = max_seconds
+        self.next_evaluation = eval_every
+        self.start = time.perf_counter()
+        self.evaluation_seconds = 0.0
+        self.training_seconds = 0.0
+        self.env_steps = 0
+        self.solved = False
+        self.last_evaluation: EvaluationResult | None = None
+
+    def __call__(self, agent: RecurrentAgent) -> bool:
+        """Called after each update; False stops learn()."""
+        training_seconds = time.perf_counter() - self.start - self.evaluation_seconds
+        out_of_budget = training_seconds >= self.max_seconds or agent.num_timesteps >= agent.total_timesteps
+        if agent.num_timesteps < self.next_evaluation and not out_of_budget:
+            return True
+        evaluation_start = time.perf_counter()
+        # One episode per env copy: all of them at once, and no bias toward short episodes.
+        self.last_evaluation = evaluate_agent(agent, num_episodes=self.eval_episodes, deterministic=True,
+                                              seed=EVALUATION_SEED, num_envs=self.eval_episodes)
+        self.evaluation_seconds += time.perf_counter() - evaluation_start
+        self.training_seconds, self.env_steps = training_seconds, agent.num_timesteps
+        while self.next_evaluation <= agent.num_timesteps:
+            self.next_evaluation += self.eval_every
+        self.solved = self.task.solved_by(self.last_evaluation)
+        return not (self.solved or out_of_budget)
+
+
+def train_until_solved(agent_name: str, task: Task, seed: int, eval_every: int, eval_episodes: int = 100,
+                       max_seconds: float = float("inf"), max_timesteps: int = 1_000_000, use_preset: bool = True,
+                       **overrides: Any) -> tuple[RecurrentAgent, EvaluateUntilSolved]:
+    """An agent trained on ``task`` until an evaluation meets its threshold or the budget ends (its env closed).
+
+    The hyperparameters are the shipped preset for the task (or, with ``use_preset=False``, the agent's defaults
+    alone, as a user's own env gets them), then ``overrides``.
+    """
+    hyperparameters = {**(preset(agent_name, task.env_id, task.env_kwargs) if use_preset else {}), **overrides}
+    env_kwargs = {**hyperparameters.pop("env_kwargs", {}), **task.env_kwargs}
+    agent = agent_class(agent_name)(task.env_id, seed=seed, device="cpu", tensorboard_log=None,
+                                    env_kwargs=env_kwargs, **hyperparameters)
+    progress = EvaluateUntilSolved(task, eval_every, eval_episodes, max_seconds)
+    agent.learn(max_timesteps, callback=progress, progress_bar=False)
+    agent.close()
+    assert progress.last_evaluation is not None  # the callback evaluates at the latest when the budget ends
+    return agent, progress
