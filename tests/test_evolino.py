@@ -17,7 +17,6 @@ from rl_lstm.config import build_config
 from rl_lstm.cores import PeepholeLSTMCell
 from rl_lstm.errors import CheckpointError, ConfigError, EnvStepError
 from rl_lstm.esp import EnforcedSubpopulations, LSTMLayout, PopulationLSTM
-from rl_lstm.evaluation import evaluate_agent
 
 SMALL = dict(env_kwargs={"length": 4}, subpopulation_size=8, trials_per_chromosome=2, episodes_per_network=4,
              num_envs=16)
@@ -125,18 +124,6 @@ def test_a_job_result_does_not_depend_on_the_round_it_runs_in() -> None:
 
 
 # ---- the agent -------------------------------------------------------------------------------------------------
-@pytest.mark.slow
-def test_evolino_solves_the_tmaze_of_length_10() -> None:
-    torch.manual_seed(0)
-    agent = RecurrentEvolino("rl_lstm/TMaze-v0", seed=0, env_kwargs={"length": 10})
-    for _ in range(80):
-        agent.learn(1, progress_bar=False)
-        if agent.esp.best_fitness >= 4.0:
-            break
-    result = evaluate_agent(agent, num_episodes=100, deterministic=True, seed=1_000, num_envs=100)
-    assert result.successes.mean() >= 0.95, f"success {result.successes.mean():.2f} after {agent.esp.generation}"
-
-
 def test_the_evolved_policy_saves_loads_and_predicts_like_any_agent(tmp_path: Path) -> None:
     agent = RecurrentEvolino("rl_lstm/TMaze-v0", seed=1, **SMALL)
     agent.learn(1, progress_bar=False)
