@@ -149,23 +149,19 @@ class RunCallback:
 def train(run_config: RunConfig, hyperparams: Any, run_dir: Path | None = None, resume: bool = False) -> Path:
     """Train (or resume) a run in its folder; returns the folder. Ctrl-C saves a checkpoint and returns."""
     torch.set_num_threads(run_config.torch_threads)
-    if run_dir is None:
-        run_dir = new_run_dir(run_config)
-    write_run_config(run_dir, run_config, hyperparams)
     cls = agent_class(run_config.agent)
-    callback = RunCallback(run_dir, run_config)
     if resume:
         agent = cls.load(run_dir / CHECKPOINTS / "latest.pt", device=run_config.device)
-        agent.tensorboard_log = str(run_dir)
-        callback.best_mean_return = agent.checkpoint_extra.get("best_mean_return", -float("inf"))
     else:
-        agent = cls(
-            run_config.env,
-            seed=run_config.seed,
-            device=run_config.device,
-            tensorboard_log=str(run_dir),
-            **config_to_dict(hyperparams),
-        )
+        # The agent is built before its folder: an env or space it refuses leaves no empty run folder behind.
+        agent = cls(run_config.env, seed=run_config.seed, device=run_config.device, **config_to_dict(hyperparams))
+        if run_dir is None:
+            run_dir = new_run_dir(run_config)
+    agent.tensorboard_log = str(run_dir)
+    write_run_config(run_dir, run_config, hyperparams)
+    callback = RunCallback(run_dir, run_config)
+    if resume:
+        callback.best_mean_return = agent.checkpoint_extra.get("best_mean_return", -float("inf"))
     callback.schedule_from(agent.num_timesteps)
 
     def on_interrupt(signum: int, frame: Any) -> None:

@@ -117,3 +117,12 @@ def test_unknown_agent_is_an_error_listing_agents(capsys) -> None:
 def test_resume_of_a_folder_without_a_run_says_so(tmp_path: Path, capsys) -> None:
     assert main(["train", "--resume", str(tmp_path)]) == 2
     assert "no config.yaml" in capsys.readouterr().err
+
+
+def test_an_env_the_agent_refuses_stops_the_command_and_leaves_no_run_folder(tmp_path: Path, capsys) -> None:
+    # MissionGrid's Dict observation holds a Text mission, which no encoder takes: the agent refuses it.
+    code = main(["train", "--env", "wrapper_envs:MissionGrid-v0", "--timesteps", "64", "--no-progress",
+                 "--set", f"runs_dir={tmp_path}"])
+    assert code == 2
+    assert "Unsupported observation space Text(" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
