@@ -36,6 +36,8 @@ BUILTIN_ENVS: tuple[BuiltinEnv, ...] = (
     BuiltinEnv("TMaze-v0", "envs.tmaze", "TMazeEnv", "TMazeVectorEnv", "TMazeOracle"),
     BuiltinEnv("PassiveTMaze-v0", "envs.tmaze", "PassiveTMazeEnv", "PassiveTMazeVectorEnv", "PassiveTMazeOracle"),
     BuiltinEnv("NoisyTMaze-v0", "envs.tmaze", "TMazeEnv", "TMazeVectorEnv", "TMazeOracle", {"noise_std": 0.1}),
+    BuiltinEnv("NiPassiveTMaze-v0", "envs.ni_tmaze", "NiPassiveTMazeEnv", "NiPassiveTMazeVectorEnv", "NiTMazeOracle"),
+    BuiltinEnv("NiActiveTMaze-v0", "envs.ni_tmaze", "NiActiveTMazeEnv", "NiActiveTMazeVectorEnv", "NiTMazeOracle"),
     BuiltinEnv(
         "CartPolePositionOnly-v0", "envs.control", "CartPolePositionOnlyEnv", "CartPolePositionOnlyVectorEnv",
         "CartPolePositionOnlyOracle", max_episode_steps=500,

@@ -1,4 +1,6 @@
-"""The T-maze of Bakker (2002) and the passive T-maze of Ni et al. (2023): remember a cue over a long corridor.
+"""The T-maze of Bakker (2002) and a passive T-maze after Ni et al. (2023): remember a cue over a long corridor.
+
+Ni et al.'s own T-mazes, exactly as their code defines them, are ``envs/ni_tmaze.py``.
 
 **T-maze** (``rl_lstm/TMaze-v0``, ``rl_lstm/NoisyTMaze-v0``), after B. Bakker, "Reinforcement
 Learning with Long Short-Term Memory", Advances in Neural Information Processing Systems 14
@@ -87,11 +89,9 @@ GOAL_COLOR: Color = (90, 190, 90)
 AGENT_COLOR: Color = (210, 40, 40)
 
 
-def _check_length(length: Any) -> int:
+def _check_length(length: Any, meaning: str = "the steps from the cue to the T-junction") -> int:
     if isinstance(length, bool) or not isinstance(length, numbers.Integral) or length < 1:
-        raise ValueError(
-            f"length must be an integer >= 1 (the steps from the cue to the T-junction), got {length!r}"
-        )
+        raise ValueError(f"length must be an integer >= 1 ({meaning}), got {length!r}")
     return int(length)
 
 
@@ -106,6 +106,49 @@ def nearest_coding(observations: np.ndarray) -> np.ndarray:
     """Which row of ``OBSERVATION_CODINGS`` each observation is closest to, ``[B]`` int."""
     distances = ((observations[:, None, :] - OBSERVATION_CODINGS[None, :, :]) ** 2).sum(axis=2)
     return distances.argmin(axis=1)
+
+
+def _rendered_positions(junction: int, position: int) -> list[int]:
+    """The corridor position drawn in each column (``GAP`` for a column of dots standing for left-out cells)."""
+    if junction + 1 <= RENDER_COLUMNS:
+        return list(range(junction + 1))
+    if position <= 6:
+        return [*range(9), GAP, junction]
+    if position >= junction - 6:
+        return [0, GAP, *range(junction - 8, junction + 1)]
+    return [0, GAP, *range(position - 3, position + 4), GAP, junction]
+
+
+def draw_tmaze(junction: int, position: int, arm: int, cue_is_up: bool) -> np.ndarray:
+    """An RGB frame ``[H, W, 3]``: cue at 0, junction at ``junction``, agent in ``arm`` (+1 up, -1 down, 0 corridor)."""
+    height = 3 * RENDER_CELL + 2 * RENDER_MARGIN
+    width = RENDER_COLUMNS * RENDER_CELL + 2 * RENDER_MARGIN
+    canvas = Canvas(height, width, background=WALL_COLOR)
+
+    def cell(column: int, row: int, color: Color) -> None:
+        left = RENDER_MARGIN + column * RENDER_CELL
+        top = RENDER_MARGIN + row * RENDER_CELL
+        canvas.rectangle(left + 1, top + 1, left + RENDER_CELL - 1, top + RENDER_CELL - 1, color)
+
+    def center(column: int, row: int) -> tuple[float, float]:
+        return (RENDER_MARGIN + (column + 0.5) * RENDER_CELL, RENDER_MARGIN + (row + 0.5) * RENDER_CELL)
+
+    for column, shown in enumerate(_rendered_positions(junction, position)):
+        if shown == GAP:
+            for offset in (-6, 0, 6):
+                x, y = center(column, 1)
+                canvas.circle(x + offset, y, 2, FLOOR_COLOR)
+            continue
+        cell(column, 1, FLOOR_COLOR)
+        if shown == 0:
+            cell(column, 1, CUE_UP_COLOR if cue_is_up else CUE_DOWN_COLOR)
+        if shown == junction:
+            cell(column, 0, GOAL_COLOR if cue_is_up else FLOOR_COLOR)
+            cell(column, 2, FLOOR_COLOR if cue_is_up else GOAL_COLOR)
+        if shown == position:
+            x, y = center(column, 1 - arm)
+            canvas.circle(x, y, RENDER_CELL * 0.35, AGENT_COLOR)
+    return canvas.pixels
 
 
 class TMazeTask(BatchedTask):
@@ -184,47 +227,10 @@ class TMazeTask(BatchedTask):
             observations = np.clip(observations + in_corridor * noise, -margin, 1.0 + margin).astype(np.float32)
         return observations
 
-    def _rendered_positions(self, position: int) -> list[int]:
-        """The corridor position drawn in each column (``GAP`` for a column of dots standing for left-out cells)."""
-        if self.length + 1 <= RENDER_COLUMNS:
-            return list(range(self.length + 1))
-        if position <= 6:
-            return [*range(9), GAP, self.length]
-        if position >= self.length - 6:
-            return [0, GAP, *range(self.length - 8, self.length + 1)]
-        return [0, GAP, *range(position - 3, position + 4), GAP, self.length]
-
     def render_copy(self, index: int) -> np.ndarray:
-        height = 3 * RENDER_CELL + 2 * RENDER_MARGIN
-        width = RENDER_COLUMNS * RENDER_CELL + 2 * RENDER_MARGIN
-        canvas = Canvas(height, width, background=WALL_COLOR)
-        position = int(self.corridor_position[index])
-        cue_is_up = bool(self.cue_is_up[index])
-
-        def cell(column: int, row: int, color: Color) -> None:
-            left = RENDER_MARGIN + column * RENDER_CELL
-            top = RENDER_MARGIN + row * RENDER_CELL
-            canvas.rectangle(left + 1, top + 1, left + RENDER_CELL - 1, top + RENDER_CELL - 1, color)
-
-        def center(column: int, row: int) -> tuple[float, float]:
-            return (RENDER_MARGIN + (column + 0.5) * RENDER_CELL, RENDER_MARGIN + (row + 0.5) * RENDER_CELL)
-
-        for column, shown in enumerate(self._rendered_positions(position)):
-            if shown == GAP:
-                for offset in (-6, 0, 6):
-                    x, y = center(column, 1)
-                    canvas.circle(x + offset, y, 2, FLOOR_COLOR)
-                continue
-            cell(column, 1, FLOOR_COLOR)
-            if shown == 0:
-                cell(column, 1, CUE_UP_COLOR if cue_is_up else CUE_DOWN_COLOR)
-            if shown == self.length:
-                cell(column, 0, GOAL_COLOR if cue_is_up else FLOOR_COLOR)
-                cell(column, 2, FLOOR_COLOR if cue_is_up else GOAL_COLOR)
-            if shown == position:
-                x, y = center(column, 1 - int(self.goal_arm[index]))
-                canvas.circle(x, y, RENDER_CELL * 0.35, AGENT_COLOR)
-        return canvas.pixels
+        return draw_tmaze(
+            self.length, int(self.corridor_position[index]), int(self.goal_arm[index]), bool(self.cue_is_up[index])
+        )
 
 
 class PassiveTMazeTask(TMazeTask):
