@@ -140,6 +140,8 @@ def main(argv: list[str] | None = None) -> None:
         env = getattr(args, "env", None)
         default_env = subparsers.choices[args.benchmark].get_default("env")
         section = args.benchmark if env in (None, default_env) else f"{args.benchmark}-{env.replace('/', '-')}"
+        if getattr(args, "no_preset", False):
+            section += "-no-preset"  # beside the presets' section, not over it
         write_section(section, body, command)
         print(f"wrote the {section} section of {BENCHMARKS_FILE}")
 

@@ -30,8 +30,9 @@ from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecNormalize
 from torch import nn
 
 import envs  # noqa: F401  (registers the rl_lstm/ env ids with gymnasium)
+from agents import agent_class
 from agents.ppo import RecurrentPPO
-from rl_lstm.config import parse_assignments, preset, split_env_spec
+from rl_lstm.config import config_to_dict, parse_assignments, preset, split_env_spec
 from rl_lstm.errors import ConfigError
 from rl_lstm.evaluation import EvaluationResult, evaluate_agent
 from rl_lstm.logger import EpisodeStatistics
@@ -489,8 +490,27 @@ def median_or_dash(values: list[float], fmt: str) -> str:
 
 
 def benchmark_solve(args: argparse.Namespace) -> str:
-    """Our agents with their shipped presets on each task: seeds solved, env steps and seconds to the threshold."""
+    """Our agents with their shipped presets (or defaults) on each task: seeds solved, env steps and seconds."""
     torch.set_num_threads(1)
+    if args.no_preset:
+        hyperparameters_text = "with their config defaults alone on every env (`--no-preset`: no shipped preset)"
+        title_suffix = " with the defaults alone"
+        presets_used = []
+        for name in args.agents:
+            config_class = agent_class(name).config_class
+            presets_used.append(f"Defaults used (`{config_class.__name__}`): `{config_to_dict(config_class())}`")
+    else:
+        hyperparameters_text = "with the shipped preset of each env (`rl_lstm.config.preset`)"
+        title_suffix = ""
+        presets_used = [
+            "Presets used (the agent's config defaults for every key not listed):",
+            "",
+            *(
+                f"- {agent_name}, {task.label}: `{preset(agent_name, task.env_id, task.env_kwargs) or '{}'}`"
+                for agent_name in args.agents
+                for task in {task.label: task for task in args.tasks}.values()
+            ),
+        ]
     lines = [
         "| task | agent | solved when | solved seeds | median env steps to threshold | "
         "median training s to threshold | median evaluation s per run | final eval return (mean ± std over seeds) |",
@@ -519,7 +539,7 @@ def benchmark_solve(args: argparse.Namespace) -> str:
         "",
         f"(Task, agent) pairs solved on every seed: **{solved_tasks}/{len(args.tasks) * len(args.agents)}**.",
         "",
-        f"Our agents ({', '.join(args.agents)}) with the shipped preset of each env (`rl_lstm.config.preset`), "
+        f"Our agents ({', '.join(args.agents)}) {hyperparameters_text}, "
         f"{seeds_text(args.seeds)}, each run budgeted {args.max_timesteps:,} env steps or {args.max_seconds:,.0f} s "
         "of training, whichever ends first (linear schedules decay over the step budget), with "
         f"`torch.set_num_threads(1)`. Every {args.eval_every:,} env steps, and at the end of the budget, the agent "
@@ -531,16 +551,10 @@ def benchmark_solve(args: argparse.Namespace) -> str:
         "of the answers right and 0.5 means 75%; answering at random returns -0.5 among 4 suits (RepeatPrevious, "
         "RepeatFirst) and -25/27 among CountRecallEasy's 27 counts.",
         "",
-        "Presets used (the agent's config defaults for every key not listed):",
-        "",
-        *(
-            f"- {agent_name}, {task.label}: `{preset(agent_name, task.env_id, task.env_kwargs) or '{}'}`"
-            for agent_name in args.agents
-            for task in {task.label: task for task in args.tasks}.values()
-        ),
+        *presets_used,
         *args.notes,
     ]
-    return f"## {args.title}: env steps and seconds to solve each task\n\n" + "\n".join(lines)
+    return f"## {args.title}{title_suffix}: env steps and seconds to solve each task\n\n" + "\n".join(lines)
 
 
 def _positive_int(text: str) -> int:
