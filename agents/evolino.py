@@ -123,6 +123,7 @@ def evaluator_spec(env_id: str, config: EvolinoConfig, layout: LSTMLayout) -> di
         "vectorization": config.vectorization,
         "env_wrappers": list(config.env_wrappers),
         "frame_stack": config.frame_stack,
+        "prev_action_reward": config.prev_action_reward,
         "layout": dataclasses.asdict(layout),
         "max_episode_steps": config.max_episode_steps,
     }
@@ -153,6 +154,7 @@ class PopulationEvaluator:
         env = make_vector_env(
             spec["env_id"], spec["num_envs"], spec["env_kwargs"], spec["vectorization"],
             env_wrappers=spec["env_wrappers"], frame_stack=spec["frame_stack"],
+            prev_action_reward=spec["prev_action_reward"],
         )
         return cls(env, LSTMLayout(**spec["layout"]), spec["max_episode_steps"], spec["env_id"])
 

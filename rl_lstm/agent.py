@@ -24,6 +24,7 @@ from rl_lstm.errors import CheckpointError, ConfigError, EnvStepError, Numerical
 from rl_lstm.logger import EpisodeStatistics, TrainingLogger
 from rl_lstm.policies import RecurrentActorCritic, map_observation
 from rl_lstm.vec_env import (
+    PrevActionReward,
     find_wrapper,
     load_normalization_state,
     make_vector_env,
@@ -70,6 +71,9 @@ class EnvConfig:
     # [pkg.mod:Wrapper, {pkg.mod:Other: {key: value}}]
     env_wrappers: list = field(default_factory=list)
     frame_stack: int = 1  # observe the last k observations (gymnasium's FrameStackObservation); 1: off
+    # observe {observation, prev_action, prev_reward}: the last action and reward, zeros at an episode's start
+    # (RLlib's lstm_use_prev_action / lstm_use_prev_reward); see rl_lstm.vec_env.PrevActionReward
+    prev_action_reward: bool = False
 
     def validate_env(self) -> None:
         """Range checks of the env keys; every wrapper is imported and its kwargs checked."""
@@ -189,6 +193,7 @@ class RecurrentAgent(ABC):
                 gamma=getattr(self.config, "gamma", 0.99),
                 env_wrappers=self.config.env_wrappers,
                 frame_stack=self.config.frame_stack,
+                prev_action_reward=self.config.prev_action_reward,
             )
         wrappers = parse_wrappers(self.config.env_wrappers)
         # The id, where the user's env has one, is what Agent.load and rl-lstm evaluate rebuild the env from.
@@ -213,7 +218,7 @@ class RecurrentAgent(ABC):
         env = wrap_vector_env(env, wrappers)
         if find_wrapper(env, RecordEpisodeStatistics) is None:
             env = RecordEpisodeStatistics(env)
-        return env
+        return PrevActionReward(env) if self.config.prev_action_reward else env
 
     # ---- acting -------------------------------------------------------------------------------------------------
     def predict(

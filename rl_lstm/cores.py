@@ -41,6 +41,45 @@ def reset_state(state: State, episode_starts: Tensor) -> State:
     return tuple(tensor * keep for tensor in state)
 
 
+INITS = ("default", "chrono")
+
+
+def check_gate_init(init: str, t_max: float | None, forget_bias: float | None = None) -> None:
+    """Check a core's ``init``, ``t_max`` and ``forget_bias`` options; a bad one is a ConfigError naming it."""
+    if init not in INITS:
+        raise ConfigError(
+            f"core_kwargs init={init!r} is not a gate initialization; allowed: {', '.join(INITS)} "
+            "('chrono' with t_max: Tallec & Ollivier 2018)"
+        )
+    if init != "chrono":
+        if t_max is not None:
+            raise ConfigError(
+                f"core_kwargs t_max={t_max} is set without init: chrono; t_max is the longest dependency chrono "
+                "initialization spreads the gate time scales over: add init: chrono, or drop t_max"
+            )
+        return
+    if forget_bias is not None:
+        raise ConfigError(
+            f"core_kwargs sets both init: chrono and forget_bias={forget_bias}; chrono initialization sets the "
+            "forget-gate bias itself (log U[1, t_max - 1]): drop forget_bias, or drop init: chrono"
+        )
+    if isinstance(t_max, bool) or not isinstance(t_max, (int, float)) or not t_max >= 2:
+        raise ConfigError(
+            f"core_kwargs init: chrono needs t_max, the longest dependency in steps the memory should span "
+            f"(e.g. the episode length), a number >= 2; got t_max={t_max!r}"
+        )
+
+
+def chrono_forget_bias(hidden_size: int, t_max: float) -> Tensor:
+    """Chrono forget-gate biases ``[hidden_size]``: log(U[1, t_max - 1]), drawn from torch's generator.
+
+    Tallec & Ollivier (ICLR 2018, "Can recurrent neural networks warp time?"): a forget gate of bias b keeps about
+    1 - 1/(1 + e^b) of the memory per step, a time scale of about e^b steps; drawing e^b uniformly in
+    [1, t_max - 1] spreads the units' time scales over every dependency length up to t_max.
+    """
+    return torch.log(torch.empty(hidden_size).uniform_(1.0, t_max - 1.0))
+
+
 class _Core(nn.Module):
     """What all built-in cores share: sizes and the zero initial state."""
 
@@ -110,19 +149,38 @@ class LSTMCore(_FusedCore):
 
     ``forget_bias`` sets the forget-gate bias (the sum of nn.LSTM's two bias vectors). It defaults to 1.0, not
     nn.LSTM's near-zero init: an initially open forget gate keeps the cell state, and its gradient, alive over
-    long lags (Gers, Schmidhuber & Cummins 2000; Jozefowicz, Zaremba & Sutskever 2015).
+    long lags (Gers, Schmidhuber & Cummins 2000; Jozefowicz, Zaremba & Sutskever 2015). ``init="chrono"`` with
+    ``t_max`` instead draws each unit's forget bias from :func:`chrono_forget_bias` and sets its input bias to
+    minus that (Tallec & Ollivier 2018), in every layer.
     """
 
     num_state_tensors = 2
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, forget_bias: float = 1.0) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        forget_bias: float | None = None,
+        init: str = "default",
+        t_max: float | None = None,
+    ) -> None:
+        check_gate_init(init, t_max, forget_bias)
         super().__init__(hidden_size, num_layers)
         self.rnn = nn.LSTM(input_size, hidden_size, num_layers)
+        input_gate, forget_gate = slice(0, hidden_size), slice(hidden_size, 2 * hidden_size)
         with torch.no_grad():
             for layer in range(num_layers):
-                # nn.LSTM orders the gates (input, forget, cell, output) in its bias vectors.
-                getattr(self.rnn, f"bias_ih_l{layer}")[hidden_size : 2 * hidden_size] = forget_bias
-                getattr(self.rnn, f"bias_hh_l{layer}")[hidden_size : 2 * hidden_size] = 0.0
+                # nn.LSTM orders the gates (input, forget, cell, output) in its bias vectors and adds its two
+                # vectors: the gate biases are set in bias_ih, with bias_hh's share zeroed, so the sum is the bias.
+                bias_ih, bias_hh = (getattr(self.rnn, f"{name}_l{layer}") for name in ("bias_ih", "bias_hh"))
+                if init == "chrono":
+                    chrono = chrono_forget_bias(hidden_size, t_max)
+                    bias_ih[forget_gate], bias_ih[input_gate] = chrono, -chrono
+                    bias_hh[input_gate] = 0.0
+                else:
+                    bias_ih[forget_gate] = 1.0 if forget_bias is None else forget_bias
+                bias_hh[forget_gate] = 0.0
 
     def cell_state(self, state: State) -> Tensor:
         """Cell state ``c`` of the last layer, ``[B, H]``."""
@@ -130,13 +188,28 @@ class LSTMCore(_FusedCore):
 
 
 class GRUCore(_FusedCore):
-    """``nn.GRU`` core; state ``(h,)``."""
+    """``nn.GRU`` core; state ``(h,)``. ``init="chrono"`` with ``t_max`` sets the update-gate biases (see below)."""
 
     num_state_tensors = 1
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1) -> None:
+    def __init__(
+        self, input_size: int, hidden_size: int, num_layers: int = 1, init: str = "default", t_max: float | None = None
+    ) -> None:
+        check_gate_init(init, t_max)
         super().__init__(hidden_size, num_layers)
         self.rnn = nn.GRU(input_size, hidden_size, num_layers)
+        if init != "chrono":
+            return
+        update_gate = slice(hidden_size, 2 * hidden_size)  # nn.GRU orders its bias vectors (reset, update, new)
+        with torch.no_grad():
+            for layer in range(num_layers):
+                # Tallec & Ollivier derive gated RNNs from h' = g * new + (1 - g) * h, whose gate g lets the input
+                # in, and give g the chrono bias -log(U[1, t_max - 1]). torch's GRU is h' = (1 - z) * n + z * h:
+                # its update gate z = 1 - g keeps the memory, the role of the LSTM's forget gate, and since
+                # 1 - sigmoid(b) = sigmoid(-b), z's bias (the sum of bias_ih and bias_hh) is +log(U[1, t_max - 1]),
+                # so a large z keeps the state. 1 - z is the GRU's input gate, so no second bias is set.
+                getattr(self.rnn, f"bias_ih_l{layer}")[update_gate] = chrono_forget_bias(hidden_size, t_max)
+                getattr(self.rnn, f"bias_hh_l{layer}")[update_gate] = 0.0
 
     def cell_state(self, state: State) -> Tensor:
         """Hidden state ``h`` of the last layer (a GRU's only memory), ``[B, H]``."""
@@ -157,7 +230,11 @@ class PeepholeLSTMCell(nn.Module):
     The output gate peeks at the new cell state ``c_t``, which is what lets the cell time its output.
     """
 
-    def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 1.0) -> None:
+    def __init__(
+        self, input_size: int, hidden_size: int, forget_bias: float | None = None, init: str = "default",
+        t_max: float | None = None,
+    ) -> None:
+        check_gate_init(init, t_max, forget_bias)
         super().__init__()
         self.hidden_size = hidden_size
         self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))
@@ -167,8 +244,13 @@ class PeepholeLSTMCell(nn.Module):
         bound = 1.0 / math.sqrt(hidden_size)  # nn.LSTM's init
         for parameter in self.parameters():
             nn.init.uniform_(parameter, -bound, bound)
+        input_gate, forget_gate = slice(0, hidden_size), slice(hidden_size, 2 * hidden_size)
         with torch.no_grad():
-            self.bias[hidden_size : 2 * hidden_size] = forget_bias
+            if init == "chrono":  # as LSTMCore's (Tallec & Ollivier 2018)
+                chrono = chrono_forget_bias(hidden_size, t_max)
+                self.bias[forget_gate], self.bias[input_gate] = chrono, -chrono
+            else:
+                self.bias[forget_gate] = 1.0 if forget_bias is None else forget_bias
 
     def forward(self, x: Tensor, h: Tensor, c: Tensor, episode_starts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Run ``x[T, B, F]`` from ``h, c [B, H]``; returns ``(h_all [T, B, H], h_T, c_T)``."""
@@ -189,14 +271,25 @@ class PeepholeLSTMCell(nn.Module):
 
 
 class PeepholeLSTMCore(_Core):
-    """Stacked peephole LSTM (no fused kernel exists, so it loops over timesteps); state ``(h, c)``."""
+    """Stacked peephole LSTM (no fused kernel exists, so it loops over timesteps); state ``(h, c)``.
+
+    ``forget_bias``, ``init`` and ``t_max`` initialize every layer's gate biases as :class:`LSTMCore`'s do.
+    """
 
     num_state_tensors = 2
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, forget_bias: float = 1.0) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        forget_bias: float | None = None,
+        init: str = "default",
+        t_max: float | None = None,
+    ) -> None:
         super().__init__(hidden_size, num_layers)
         self.cells = nn.ModuleList(
-            PeepholeLSTMCell(input_size if layer == 0 else hidden_size, hidden_size, forget_bias)
+            PeepholeLSTMCell(input_size if layer == 0 else hidden_size, hidden_size, forget_bias, init, t_max)
             for layer in range(num_layers)
         )
 
@@ -261,8 +354,10 @@ def make_core(kind: str, input_size: int, hidden_size: int, num_layers: int = 1,
     options = [name for name in inspect.signature(CORES[kind]).parameters if name not in _SIZE_ARGUMENTS]
     unknown = sorted(set(kwargs) - set(options))
     if unknown:
+        close = [match for name in unknown for match in difflib.get_close_matches(name, options, n=1)]
+        hint = f" Did you mean {', '.join(repr(match) for match in close)}?" if close else ""
         raise ConfigError(
             f"core {kind!r} does not take {', '.join(unknown)} in core_kwargs; "
-            f"its options are: {', '.join(options) or 'none'}"
+            f"its options are: {', '.join(options) or 'none'}.{hint}"
         )
     return CORES[kind](input_size, hidden_size, num_layers, **kwargs)

@@ -32,6 +32,7 @@ from rl_lstm.agent import RecurrentAgent
 from rl_lstm.checkpoints import load_checkpoint
 from rl_lstm.errors import ConfigError, RLLSTMError
 from rl_lstm.vec_env import (
+    SinglePrevActionReward,
     action_masks,
     load_normalization_state,
     make_vector_env,
@@ -171,6 +172,7 @@ def evaluate_agent(
         normalize_observations="observation" in statistics,
         env_wrappers=agent.config.env_wrappers,
         frame_stack=agent.config.frame_stack,
+        prev_action_reward=agent.config.prev_action_reward,
     )
     load_normalization_state(env, statistics, training=False)
     quotas = np.full(num_envs, num_episodes // num_envs)
@@ -211,7 +213,7 @@ def evaluate_agent(
 
 
 def _make_single_env(agent: RecurrentAgent, render_mode: str | None) -> gym.Env:
-    """One copy of the agent's env with its env_kwargs and wrappers (unnormalized: see :func:`_normalize_like`)."""
+    """One copy of the agent's env with its env_kwargs and wrappers (unnormalized: see :func:`_observe_like`)."""
     wrappers = parse_wrappers(agent.config.env_wrappers)
     vector_wrappers = [entry.path for entry in wrappers if entry.is_vector]
     if vector_wrappers:
@@ -223,14 +225,14 @@ def _make_single_env(agent: RecurrentAgent, render_mode: str | None) -> gym.Env:
     return wrap_env(env, wrappers, agent.config.frame_stack)
 
 
-def _normalize_like(agent: RecurrentAgent, env: gym.Env) -> gym.Env:
-    """``env`` with the agent's frozen observation normalization, if it trained with one."""
+def _observe_like(agent: RecurrentAgent, env: gym.Env) -> gym.Env:
+    """``env`` observed as in training: the agent's frozen observation normalization, then the previous action and
+    reward, where it trained with them (in make_vector_env's order)."""
     statistics = _observation_statistics(agent)
-    if not statistics:
-        return env
-    env = NormalizeObservation(env)
-    load_normalization_state(env, statistics, training=False)
-    return env
+    if statistics:
+        env = NormalizeObservation(env)
+        load_normalization_state(env, statistics, training=False)
+    return SinglePrevActionReward(env) if agent.config.prev_action_reward else env
 
 
 def _single_action_mask(env: gym.Env, info: dict[str, Any]) -> np.ndarray | None:
@@ -284,7 +286,7 @@ def record_video(
         _make_single_env(agent, render_mode="rgb_array"), str(video_dir), episode_trigger=lambda _: True,
         name_prefix=name_prefix,
     )
-    env = _normalize_like(agent, recorder)
+    env = _observe_like(agent, recorder)
     try:
         with _seeded_torch(seed):
             for episode in range(episodes):
@@ -316,7 +318,7 @@ def record_memory(
     agent: RecurrentAgent, seed: int = 0, max_steps: int = 1000, deterministic: bool = True
 ) -> MemoryTrace:
     """Play one episode (at most ``max_steps`` steps) and record each step's observation and core memory."""
-    env = _normalize_like(agent, _make_single_env(agent, render_mode=None))
+    env = _observe_like(agent, _make_single_env(agent, render_mode=None))
     observations, cell_states, rewards = [], [], []
     try:
         with _seeded_torch(seed), torch.no_grad():

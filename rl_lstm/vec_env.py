@@ -11,6 +11,8 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.vector import AutoresetMode
+from gymnasium.vector.utils import batch_space
 from gymnasium.wrappers import FrameStackObservation
 from gymnasium.wrappers.vector import NormalizeObservation, NormalizeReward, RecordEpisodeStatistics
 
@@ -138,6 +140,118 @@ def wrap_vector_env(vector_env: gym.vector.VectorEnv, wrappers: list[WrapperEntr
     return vector_env
 
 
+PREV_ACTION_KEY, PREV_REWARD_KEY = "prev_action", "prev_reward"
+# Unbounded like the rewards it holds: the policy encodes a Box as its values, so no bound is ever read, and
+# gymnasium 1.x's env checker does not warn on infinite observation bounds.
+PREV_REWARD_SPACE = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+PREV_ACTION_SPACES = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
+
+
+def prev_action_reward_space(observation_space: gym.Space, action_space: gym.Space) -> gym.spaces.Dict:
+    """The observation space with the previous action and reward: two keys added to a Dict, or a Dict around it."""
+    if not isinstance(action_space, PREV_ACTION_SPACES):
+        raise ConfigError(
+            f"prev_action_reward observes the previous action, but the action space {action_space} is not one of "
+            f"{', '.join(space.__name__ for space in PREV_ACTION_SPACES)}; set prev_action_reward: false"
+        )
+    is_dict = isinstance(observation_space, gym.spaces.Dict)
+    parts = dict(observation_space.spaces) if is_dict else {"observation": observation_space}
+    taken = [key for key in (PREV_ACTION_KEY, PREV_REWARD_KEY) if key in parts]
+    if taken:
+        raise ConfigError(
+            f"prev_action_reward adds the keys {PREV_ACTION_KEY!r} and {PREV_REWARD_KEY!r} to the env's Dict "
+            f"observation, which has {', '.join(map(repr, taken))} already; rename them with a wrapper in "
+            "env_wrappers, or set prev_action_reward: false"
+        )
+    return gym.spaces.Dict({**parts, PREV_ACTION_KEY: action_space, PREV_REWARD_KEY: PREV_REWARD_SPACE})
+
+
+def _no_action(action_space: gym.Space, batch: tuple[int, ...] = ()) -> np.ndarray:
+    """The previous action at an episode's first observation: zeros (the first action of a Discrete or
+    MultiDiscrete space that starts elsewhere, so that it stays in the space and its one-hot encoding)."""
+    return np.full((*batch, *action_space.shape), getattr(action_space, "start", 0), dtype=action_space.dtype)
+
+
+def _with_previous(observation: Any, prev_action: np.ndarray, prev_reward: np.ndarray) -> dict[str, Any]:
+    """``observation`` (a Dict's dict, or any other) with the previous action and reward as two more keys."""
+    parts = dict(observation) if isinstance(observation, dict) else {"observation": observation}
+    return {**parts, PREV_ACTION_KEY: prev_action, PREV_REWARD_KEY: prev_reward}
+
+
+class PrevActionReward(gym.vector.VectorWrapper):
+    """Each observation as a Dict ``{"observation": obs, "prev_action": a, "prev_reward": [r]}`` (or a Dict
+    observation with those two keys added), the ``prev_action_reward`` option.
+
+    RLlib's LSTM wrapper has the same inputs (``lstm_use_prev_action`` / ``lstm_use_prev_reward``): a recurrent
+    policy that sees what it did and what that earned need not also learn to remember it. The previous action is in
+    the action space's own form (the policy one-hots Discrete/MultiDiscrete and flattens Box), the reward a float32
+    ``[1]``. At an episode's first observation both are zeros: after ``reset`` and at the NEXT_STEP autoreset step,
+    which returns the next episode's first observation; otherwise they are the action sent with the step that
+    produced the observation and that step's reward (below reward normalization: the env's own reward).
+    """
+
+    def __init__(self, env: gym.vector.VectorEnv) -> None:
+        super().__init__(env)
+        mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+        if mode != AutoresetMode.NEXT_STEP:
+            raise ConfigError(
+                f"prev_action_reward needs a vector env that autoresets on the next step (gymnasium's default, "
+                f"AutoresetMode.NEXT_STEP), as rl_lstm's trainers do; this one has {mode}"
+            )
+        self.single_observation_space = prev_action_reward_space(env.single_observation_space, env.single_action_space)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self._no_actions = _no_action(env.single_action_space, (self.num_envs,))
+        # Per copy, saved with checkpoints (rl_lstm.checkpoints.EPISODE_WRAPPER_STATE) so a resumed run goes on alike.
+        self.prev_actions = self._no_actions.copy()
+        self.prev_rewards = np.zeros((self.num_envs, 1), dtype=np.float32)
+        self.prev_dones = np.zeros(self.num_envs, dtype=bool)
+
+    def reset(self, *, seed: Any = None, options: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict]:
+        """Reset the copies (those of ``options["reset_mask"]`` only, where given); their episodes start anew."""
+        # Read before the reset: gymnasium's RecordEpisodeStatistics pops the mask from the options.
+        reset_mask = (options or {}).get("reset_mask")
+        resets = np.ones(self.num_envs, dtype=bool) if reset_mask is None else np.array(reset_mask, dtype=bool)
+        observations, infos = self.env.reset(seed=seed, options=options)
+        self.prev_dones = self.prev_dones & ~resets
+        return self._observe(observations, resets, self.prev_actions, self.prev_rewards), infos
+
+    def step(self, actions: Any) -> tuple[dict[str, Any], Any, np.ndarray, np.ndarray, dict]:
+        """Step the copies; each observation comes with the action sent now and the reward it earned."""
+        observations, rewards, terminated, truncated, infos = self.env.step(actions)
+        # A copy whose episode ended on the last step autoresets now, returning the next episode's first observation.
+        observations = self._observe(observations, self.prev_dones, actions, rewards)
+        self.prev_dones = np.logical_or(terminated, truncated)
+        return observations, rewards, terminated, truncated, infos
+
+    def _observe(self, observations: Any, starts: np.ndarray, actions: Any, rewards: Any) -> dict[str, Any]:
+        """``observations`` with ``actions`` and ``rewards`` as the previous ones, zeros where an episode ``starts``."""
+        actions = np.asarray(actions, dtype=self._no_actions.dtype).reshape(self._no_actions.shape)
+        # New arrays every step, never written in place: observations already returned must not change.
+        self.prev_actions = np.where(starts.reshape(-1, *[1] * (actions.ndim - 1)), self._no_actions, actions)
+        self.prev_rewards = np.where(starts[:, None], 0.0, np.reshape(rewards, (-1, 1))).astype(np.float32)
+        return _with_previous(observations, self.prev_actions, self.prev_rewards)
+
+
+class SinglePrevActionReward(gym.Wrapper):
+    """:class:`PrevActionReward` for one env (videos and memory plots play one): the same observations."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.observation_space = prev_action_reward_space(env.observation_space, env.action_space)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict]:
+        """Reset the env: an episode's first observation has zeros for the previous action and reward."""
+        observation, info = self.env.reset(seed=seed, options=options)
+        return _with_previous(observation, _no_action(self.action_space), np.zeros(1, dtype=np.float32)), info
+
+    def step(self, action: Any) -> tuple[dict[str, Any], Any, bool, bool, dict]:
+        """Step the env; the observation comes with ``action`` and the reward it earned."""
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        prev_action = np.asarray(action, dtype=self.action_space.dtype).reshape(self.action_space.shape)
+        observation = _with_previous(observation, prev_action, np.array([reward], dtype=np.float32))
+        return observation, reward, terminated, truncated, info
+
+
 def make_vector_env(
     env_id: str,
     num_envs: int,
@@ -149,6 +263,7 @@ def make_vector_env(
     render_mode: str | None = None,
     env_wrappers: Any = (),
     frame_stack: int = 1,
+    prev_action_reward: bool = False,
 ) -> gym.vector.VectorEnv:
     """A vector env of ``num_envs`` copies with episode statistics in ``infos["episode"]``.
 
@@ -158,6 +273,7 @@ def make_vector_env(
     ``frame_stack > 1`` stacks each copy's last observations. A native vector env steps its copies as arrays, so
     per-copy wrappers and frame stacking make "auto" fall back to ``SyncVectorEnv``. Normalization uses
     gymnasium's own running-statistics wrappers (their statistics are saved with checkpoints).
+    ``prev_action_reward`` adds the previous action and reward to each observation (:class:`PrevActionReward`).
     """
     if vectorization not in VECTORIZATION_MODES:
         raise ConfigError(f"vectorization={vectorization!r} is not one of {', '.join(VECTORIZATION_MODES)}")
@@ -193,6 +309,10 @@ def make_vector_env(
     vector_env = RecordEpisodeStatistics(wrap_vector_env(vector_env, wrappers))
     if normalize_observations:
         vector_env = NormalizeObservation(vector_env)
+    if prev_action_reward:
+        # Above observation normalization, which cannot normalize a Dict (it keeps one mean of the observation's
+        # shape), so it normalizes the env's observation alone; below reward normalization: the env's own reward.
+        vector_env = PrevActionReward(vector_env)
     if normalize_rewards:
         vector_env = NormalizeReward(vector_env, gamma=gamma)
     return vector_env
