@@ -113,7 +113,8 @@ def speed_section(args: argparse.Namespace) -> list[str]:
     if not args.no_ray:
         import ray
 
-        spec = evaluator_spec(SPEED_ENV, args.ray_envs, env_kwargs, "auto", layout, 100_000)
+        spec = evaluator_spec(SPEED_ENV, EvolinoConfig(num_envs=args.ray_envs, env_kwargs=env_kwargs,
+                                                       max_episode_steps=100_000), layout)
         ray_population = args.ray_population
         ray_chromosomes = random_population(layout, ray_population, seed=1)
         ray_jobs = [np.repeat(c, episodes, axis=0) for c in ray_chromosomes]
