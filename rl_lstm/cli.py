@@ -1,4 +1,4 @@
-"""The ``rl-lstm`` command: ``train``, ``evaluate``, and ``oracles`` (every built-in task solved by its oracle)."""
+"""The ``rl-lstm`` command: ``train``, ``evaluate``, ``export`` and ``oracles`` (built-in tasks solved by oracles)."""
 
 from __future__ import annotations
 
@@ -104,6 +104,22 @@ def train_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def export_command(args: argparse.Namespace) -> int:
+    """``rl-lstm export``: write a run's policy, its state as inputs and outputs, to one ONNX or TorchScript file."""
+    from rl_lstm.export import SUFFIXES, export_policy
+
+    source = Path(args.path)
+    output = args.output or (source if source.is_dir() else source.parent) / f"policy{SUFFIXES.get(args.format, '')}"
+    exported = export_policy(source, output, args.format)
+    normalization = "observation normalization baked in" if exported.normalization_baked else "no normalization"
+    console.print(
+        f"wrote {exported.path} ({exported.format}, {normalization})\n"
+        f"inputs: {', '.join(exported.input_names)}\noutputs: {', '.join(exported.output_names)}",
+        markup=False,
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``rl-lstm`` console command."""
     argv = sys.argv[1:] if argv is None else argv
@@ -113,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     subparsers.add_parser(
         "evaluate", help="evaluate a run folder or checkpoint (rl-lstm evaluate --help)", add_help=False
     )
+    export = subparsers.add_parser("export", help="export a policy with its state as ONNX or TorchScript")
+    export.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT", help="a run folder or a checkpoint .pt file")
+    export.add_argument("--format", default="onnx", help="onnx (default) or torchscript")
+    export.add_argument("--output", help="file to write (default: policy.onnx or policy.torchscript.pt beside it)")
     oracles = subparsers.add_parser("oracles", help="run every built-in task's scripted oracle")
     oracles.add_argument("--episodes", type=int, default=100, help="episodes per env")
     oracles.add_argument("--seed", type=int, default=0)
@@ -124,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             return train_command(args)
+        if args.command == "export":
+            return export_command(args)
         return 0 if run_oracles(args.episodes, args.seed) else 1
     except RLLSTMError as error:
         print(f"rl-lstm {args.command}: error: {error}", file=sys.stderr)
