@@ -34,6 +34,9 @@ class PPOConfig(EnvConfig, PolicyConfig):
     """Hyperparameters of recurrent PPO (plus the env and policy keys it shares with the other agents)."""
 
     num_envs: int = 16  # env copies stepped together
+    # One core for actor and critic: with separate ones only the critic learned the cue (its values differed by cue,
+    # the actor's choices did not); shared, the critic's regression hands its memory to the actor.
+    shared_core: bool = True
     n_steps: int = 64  # steps per env per rollout
     seq_len: int = 32  # truncated-BPTT length in steps; n_steps must be a multiple of it
     batch_size: int = 256  # steps per minibatch (whole sequences): a multiple of seq_len, at most n_steps * num_envs
@@ -45,8 +48,10 @@ class PPOConfig(EnvConfig, PolicyConfig):
     clip_range_vf: float | None = None  # clip value updates to this distance from the old values; None: no clip
     gamma: float = 0.99  # discount
     gae_lambda: float = 0.95  # GAE's lambda
-    normalize_advantage: bool = True  # per minibatch, over real steps
-    ent_coef: float = 0.0  # entropy bonus weight
+    # Off: once the policy is right, normalizing near-zero advantages turns value noise into full-size updates that
+    # erase what memory holds (every memory preset turned it off; on the T-maze success fell from 98% to 50% with it).
+    normalize_advantage: bool = False  # per minibatch, over real steps
+    ent_coef: float = 0.01  # entropy bonus weight: keeps a decision that memory must inform exploring
     vf_coef: float = 0.5  # value loss weight
     max_grad_norm: float = 0.5  # clip the gradient's global norm
     target_kl: float | None = None  # stop the epochs of an update once approx KL exceeds 1.5 x this; None: never

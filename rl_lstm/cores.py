@@ -21,6 +21,15 @@ from rl_lstm.errors import ConfigError
 
 State = tuple[Tensor, ...]
 
+# The forget-gate bias of LSTM and peephole cores unless core_kwargs sets one: 3 keeps e^3/(1 + e^3) = 95% of the
+# cell state per step at the start, which every memory preset chose; with 1 (73% per step) PPO's defaults left
+# the T-maze of length 50 at chance on 5 of 5 seeds (scripts/benchmark.py ppo --no-preset; docs/benchmarks.md).
+DEFAULT_FORGET_BIAS = 3.0
+# The peephole cell's gates see its cell state, so a forget gate opened that wide lets the cell run away: after a
+# cue and 1000 steps of zero input its difference between two cues grew to 384 (forget bias 3) instead of fading
+# (below 1e-12 with 1), so the peephole core keeps 1.
+PEEPHOLE_DEFAULT_FORGET_BIAS = 1.0
+
 
 @runtime_checkable
 class RecurrentCore(Protocol):
@@ -147,9 +156,10 @@ class _FusedCore(_Core):
 class LSTMCore(_FusedCore):
     """``nn.LSTM`` core; state ``(h, c)``.
 
-    ``forget_bias`` sets the forget-gate bias (the sum of nn.LSTM's two bias vectors). It defaults to 1.0, not
-    nn.LSTM's near-zero init: an initially open forget gate keeps the cell state, and its gradient, alive over
-    long lags (Gers, Schmidhuber & Cummins 2000; Jozefowicz, Zaremba & Sutskever 2015). ``init="chrono"`` with
+    ``forget_bias`` sets the forget-gate bias (the sum of nn.LSTM's two bias vectors). It defaults to
+    :data:`DEFAULT_FORGET_BIAS`, not nn.LSTM's near-zero init: an initially open forget gate keeps the cell
+    state, and its gradient, alive over long lags (Gers, Schmidhuber & Cummins 2000; Jozefowicz, Zaremba &
+    Sutskever 2015). ``init="chrono"`` with
     ``t_max`` instead draws each unit's forget bias from :func:`chrono_forget_bias` and sets its input bias to
     minus that (Tallec & Ollivier 2018), in every layer.
     """
@@ -179,7 +189,7 @@ class LSTMCore(_FusedCore):
                     bias_ih[forget_gate], bias_ih[input_gate] = chrono, -chrono
                     bias_hh[input_gate] = 0.0
                 else:
-                    bias_ih[forget_gate] = 1.0 if forget_bias is None else forget_bias
+                    bias_ih[forget_gate] = DEFAULT_FORGET_BIAS if forget_bias is None else forget_bias
                 bias_hh[forget_gate] = 0.0
 
     def cell_state(self, state: State) -> Tensor:
@@ -250,7 +260,7 @@ class PeepholeLSTMCell(nn.Module):
                 chrono = chrono_forget_bias(hidden_size, t_max)
                 self.bias[forget_gate], self.bias[input_gate] = chrono, -chrono
             else:
-                self.bias[forget_gate] = 1.0 if forget_bias is None else forget_bias
+                self.bias[forget_gate] = PEEPHOLE_DEFAULT_FORGET_BIAS if forget_bias is None else forget_bias
 
     def forward(self, x: Tensor, h: Tensor, c: Tensor, episode_starts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Run ``x[T, B, F]`` from ``h, c [B, H]``; returns ``(h_all [T, B, H], h_T, c_T)``."""

@@ -7,6 +7,7 @@ import torch
 from gymnasium import spaces
 from gymnasium.vector.utils import batch_space
 
+from rl_lstm.cores import DEFAULT_FORGET_BIAS
 from rl_lstm.policies import RecurrentActorCritic, map_observation
 
 STEPS, BATCH, HIDDEN = 5, 3, 8
@@ -267,9 +268,8 @@ def test_ortho_init_gives_small_policy_head_and_unit_gain_value_head() -> None:
     torch.testing.assert_close(value_weight @ value_weight.T, torch.eye(1))
     assert not policy.action_head.linear.bias.any()
     rnn = policy.actor_core.rnn  # ortho init leaves the core's own init, and its forget bias, alone
-    torch.testing.assert_close(
-        rnn.bias_ih_l0[HIDDEN : 2 * HIDDEN] + rnn.bias_hh_l0[HIDDEN : 2 * HIDDEN], torch.ones(HIDDEN)
-    )
+    forget_bias = rnn.bias_ih_l0[HIDDEN : 2 * HIDDEN] + rnn.bias_hh_l0[HIDDEN : 2 * HIDDEN]
+    torch.testing.assert_close(forget_bias, torch.full((HIDDEN,), DEFAULT_FORGET_BIAS))
 
 
 def test_image_observations_go_through_a_cnn_and_numpy_input_is_accepted() -> None:

@@ -119,6 +119,9 @@ def test_action_masks_are_respected_and_learned_with_recurrence() -> None:
         n_epochs=4,
         learning_rate=3e-3,
         normalize_advantage=False,
+        ent_coef=0.0,
+        shared_core=False,
+        core_kwargs={"forget_bias": 1.0},
     )
     agent.learn(6000, progress_bar=False)  # MaskedCueEnv asserts no masked action is ever taken
     decisions = agent.buffer.actions[agent.buffer.action_masks.sum(-1) == 2]
