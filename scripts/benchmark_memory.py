@@ -1,18 +1,22 @@
-"""Memory span: how long a corridor each trainer can carry the T-maze's cue over, on the active and passive T-maze.
+"""Memory span: how long a corridor each trainer can carry a T-maze's cue over, on two protocols' T-mazes.
 
     python scripts/benchmark.py memory
-    python scripts/benchmark.py memory --agents evolino --mazes passive --lengths 100 500 1000 2000 --seeds 1
+    python scripts/benchmark.py memory --agents evolino --mazes ni-passive --lengths 100 1000 10000 --seeds 1
 
-For each trainer and maze, corridor lengths are tried in increasing order, each with the trainer's shipped preset
-for that length (``rl_lstm.config.preset(agent, env_id, {"length": N})``), until the first length that no seed
-solves. A run is solved at >= 95% success over 100 deterministic evaluation episodes; it stops when solved or
-when its wall-clock budget ends.
+Four mazes (``--mazes``, default all): Bakker's active T-maze and our passive one (``active``, ``passive``:
+``rl_lstm/TMaze-v0``, ``rl_lstm/PassiveTMaze-v0``, envs/tmaze.py) and Ni et al.'s passive and active T-mazes
+(``ni-passive``, ``ni-active``: ``rl_lstm/NiPassiveTMaze-v0``, ``rl_lstm/NiActiveTMaze-v0``, envs/ni_tmaze.py,
+where the length is their L). For each trainer and maze, corridor lengths are tried in increasing order, each with
+the trainer's shipped preset for that length (``rl_lstm.config.preset(agent, env_id, {"length": N})``), until the
+first length that no seed solves. A run is solved at >= 95% success (``info["is_success"]``) over 100
+deterministic evaluation episodes; it stops when solved or when its wall-clock budget ends.
 
-Every finished run is recorded at once in ``docs/memory_span.json`` (with the command that ran it), and a run
-already recorded there is not repeated: a sweep that is stopped resumes, and sweeps of different trainers run
-as separate processes (one per core) add up. The table in docs/benchmarks.md (via scripts/benchmark.py), the
-plot ``docs/img/memory_span.png`` and, from the saved checkpoint of the longest solved corridor,
-``docs/img/tmaze_memory_trace.png`` are drawn from all recorded runs.
+Every finished run is recorded at once in ``docs/memory_span.json`` (with the command that ran it and its training
+env steps per second), and a run already recorded there is not repeated: a sweep that is stopped resumes, and
+sweeps of different trainers run as separate processes (one per core) add up. The tables in docs/benchmarks.md
+(via scripts/benchmark.py), the plot ``docs/img/memory_span.png`` (with the published spans of Ni et al. and AMAGO
+marked) and, from the saved checkpoint of the longest solved corridor, ``docs/img/tmaze_memory_trace.png`` are
+drawn from all recorded runs.
 """
 
 from __future__ import annotations
@@ -38,13 +42,55 @@ ROOT = Path(__file__).resolve().parent.parent
 IMAGE_DIR = ROOT / "docs" / "img"
 RESULTS_FILE = ROOT / "docs" / "memory_span.json"
 CHECKPOINT_DIR = ROOT / "runs" / "memory_span"
-MAZES = {"active": "rl_lstm/TMaze-v0", "passive": "rl_lstm/PassiveTMaze-v0"}
-DEFAULT_LENGTHS = (10, 20, 50, 100, 200, 500, 1000, 2000)
+DEFAULT_LENGTHS = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000)
 
-# What others report, on the task each paper defines (which differs from ours in details; see envs/tmaze.py).
-# Only figures we could read in our sources are given a number; the others are named for the reader to look up.
+
+@dataclass(frozen=True)
+class Maze:
+    """One T-maze of the sweep: its env id, whose protocol it follows and the observations that show its cue."""
+
+    env_id: str
+    protocol: str
+    passive: bool
+    cue_codings: dict[tuple[float, ...], str]  # observation at the cue -> the goal arm it names
+
+    @property
+    def title(self) -> str:
+        """E.g. ``passive T-maze (Ni et al.)``, as the tables and the plot name it."""
+        return f"{'passive' if self.passive else 'active'} T-maze ({self.protocol})"
+
+
+BAKKER_CUES = {(0.0, 1.0, 1.0): "up", (1.0, 1.0, 0.0): "down"}  # Bakker's 011 / 110, at the start
+NI_CUES = {(0.0, 1.0): "up", (0.0, -1.0): "down"}  # their [0, goal_y] on the first visit to x = 0
+# The keys name the runs in docs/memory_span.json ("agent/maze/length/seed"): "active" and "passive" were recorded
+# before Ni et al.'s mazes joined, so they keep their names. The order lays out the plot: one row per protocol.
+MAZES = {
+    "active": Maze("rl_lstm/TMaze-v0", "Bakker", passive=False, cue_codings=BAKKER_CUES),
+    "passive": Maze("rl_lstm/PassiveTMaze-v0", "Bakker", passive=True, cue_codings=BAKKER_CUES),
+    "ni-active": Maze("rl_lstm/NiActiveTMaze-v0", "Ni et al.", passive=False, cue_codings=NI_CUES),
+    "ni-passive": Maze("rl_lstm/NiPassiveTMaze-v0", "Ni et al.", passive=True, cue_codings=NI_CUES),
+}
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A span others report on a passive T-maze: drawn on every passive panel of the plot, a row of the table."""
+
+    maze: str
+    length: int
+    agent: str  # who solved it, as the plot and the table name it
+    source: str  # what was reported and where
+
+
+# What others report, on the task each paper defines: Ni et al.'s own maze is ni-passive; Bakker's passive maze
+# (ours) differs in details (see envs/tmaze.py), so on its panel the lines are for orientation only.
 REFERENCES = (
-    ("passive", 1500, "Ni et al. 2023: transformer agents remember 1500 steps (their abstract)"),
+    Reference("ni-passive", 1500, "transformer, Ni et al. 2023",
+              "Ni et al. (NeurIPS 2023): transformer agents solve their passive T-maze at memory length 1,500; they "
+              "ran passive lengths 50-1,500 and active 20-500"),
+    Reference("ni-passive", 10_000, "transformer on a GPU, AMAGO 2024",
+              "AMAGO (Grigsby, Fan & Zhu, ICLR 2024): a passive T-maze solved at H = 10,000 with a transformer on a "
+              "GPU, \"several days to converge\""),
 )
 REFERENCES_WITHOUT_FIGURES = (
     "Bakker 2002 (RL-LSTM, active T-maze), Wierstra et al. 2007/2010 (Recurrent Policy Gradients, T-maze) and "
@@ -68,6 +114,12 @@ class SpanRun:
     seconds: float
     max_seconds: float
     checkpoint: str | None = None  # the trained agent, kept for solved runs (for the memory trace)
+    steps_per_second: float | None = None  # training env steps / training seconds (evaluations excluded)
+
+    def __post_init__(self) -> None:
+        # Runs recorded before this field existed hold what it is computed from.
+        if self.steps_per_second is None:
+            self.steps_per_second = self.env_steps / self.seconds if self.seconds > 0 else 0.0
 
     @property
     def key(self) -> str:
@@ -96,7 +148,7 @@ def write_results(path: Path, results: dict) -> None:
 
 def train_at_length(agent_name: str, maze: str, length: int, seed: int, args: argparse.Namespace) -> SpanRun:
     """Train ``agent_name`` with its preset for this length until solved or out of budget."""
-    task = Task(MAZES[maze], {"length": length}, "success", args.threshold)
+    task = Task(MAZES[maze].env_id, {"length": length}, "success", args.threshold)
     agent, progress = train_until_solved(agent_name, task, seed, args.eval_every, args.eval_episodes,
                                          args.max_seconds, args.max_timesteps)
     success = float(np.mean(progress.last_evaluation.successes))
@@ -109,30 +161,40 @@ def train_at_length(agent_name: str, maze: str, length: int, seed: int, args: ar
     return run
 
 
-def plot_span(runs: list[SpanRun], path: Path) -> None:
-    """Success rate (mean over seeds of the last evaluation) against corridor length, one panel per maze."""
-    figure = Figure(figsize=(11, 4.5), layout="constrained")
-    axes = dict(zip(MAZES, figure.subplots(1, len(MAZES), sharey=True)))
+def plot_span(runs: list[SpanRun], path: Path) -> Figure:
+    """Success rate (mean over seeds of the last evaluation) against length, one panel per maze, saved to ``path``.
+
+    The passive panels mark the published spans (:data:`REFERENCES`) as vertical lines. Returns the figure.
+    """
+    figure = Figure(figsize=(12, 8), layout="constrained")
+    axes = dict(zip(MAZES, figure.subplots(2, 2, sharex=True, sharey=True).flat))
     for agent_name, maze in sorted({(run.agent, run.maze) for run in runs}):
         lengths = sorted({run.length for run in runs if (run.agent, run.maze) == (agent_name, maze)})
         success = [np.mean([r.success for r in runs if (r.agent, r.maze, r.length) == (agent_name, maze, length)])
                    for length in lengths]
         axes[maze].plot(lengths, success, marker="o", label=agent_name)
+    # One length axis for all four panels, wide enough for every run and every reference.
+    all_lengths = [run.length for run in runs] + [reference.length for reference in REFERENCES]
     for maze, ax in axes.items():
-        for reference_maze, length, label in REFERENCES:
-            if reference_maze == maze:
-                ax.axvline(length, color="grey", linestyle="--", linewidth=1)
-                ax.text(length, 0.05, label, rotation=90, fontsize=7, color="grey", ha="right", va="bottom")
+        if MAZES[maze].passive:
+            for reference in REFERENCES:
+                ax.axvline(reference.length, color="grey", linestyle="--", linewidth=1)
+                ax.text(reference.length, 0.05, f"{reference.agent}: {reference.length:,}", rotation=90, fontsize=7,
+                        color="grey", ha="right", va="bottom")
         ax.axhline(0.95, color="black", linestyle=":", linewidth=1)
         ax.set_xscale("log")
+        ax.set_xlim(min(all_lengths) / 1.5, max(all_lengths) * 1.5)
         ax.set_ylim(-0.02, 1.02)
-        ax.set_xlabel("corridor length N (steps the cue must be held)")
-        ax.set_title(f"{maze} T-maze ({MAZES[maze]})")
+        ax.set_title(f"{MAZES[maze].title}: {MAZES[maze].env_id}", fontsize=10)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="lower left")
-    axes["active"].set_ylabel("evaluation success rate (mean over seeds)")
+    for maze in ("ni-active", "ni-passive"):
+        axes[maze].set_xlabel("corridor length (N; Ni et al.'s L): steps the cue must be held")
+    for maze in ("active", "ni-active"):
+        axes[maze].set_ylabel("evaluation success rate (mean over seeds)")
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
+    return figure
 
 
 def record(results_path: Path, command: str, run: SpanRun | None = None) -> dict:
@@ -146,26 +208,37 @@ def record(results_path: Path, command: str, run: SpanRun | None = None) -> dict
     return results
 
 
-def plot_cue_traces(agent: object, path: Path, length: int) -> Path:
+def shown_cue(maze: Maze, observations: np.ndarray) -> tuple[int, str] | None:
+    """The first step whose observation shows the cue and the goal arm it names; None if the episode never shows it."""
+    for step, observation in enumerate(observations):
+        arm = maze.cue_codings.get(tuple(observation.tolist()))
+        if arm is not None:
+            return step, arm
+    return None
+
+
+def plot_cue_traces(agent: object, path: Path, maze: str, length: int) -> Path:
     """The cell states of two episodes, goal up and goal down, unit by unit on a shared scale per unit.
 
     Units whose colour differs between the two panels all along the corridor are the ones holding the cue.
     """
-    traces = {}
+    traces = {}  # goal arm -> (step showing the cue, trace)
     for seed in range(EVALUATION_SEED, EVALUATION_SEED + 100):
         trace = record_memory(agent, seed=seed, max_steps=20 * (length + 1))
-        cue = "up" if trace.observations[0].tolist() == [0.0, 1.0, 1.0] else "down"  # Bakker's 011 / 110
-        traces.setdefault(cue, trace)
+        cue = shown_cue(MAZES[maze], trace.observations)
+        if cue is not None:
+            traces.setdefault(cue[1], (cue[0], trace))
         if len(traces) == 2:
             break
-    magnitudes = np.maximum(np.max([np.abs(t.cell_states).max(axis=0) for t in traces.values()], axis=0), 1e-6)
-    panels = [(f"goal {cue}: return {trace.episode_return:.2f} over {len(trace.rewards)} steps", trace.cell_states,
-               magnitudes, "|c|") for cue, trace in sorted(traces.items(), reverse=True)]
+    magnitudes = np.maximum(np.max([np.abs(t.cell_states).max(axis=0) for _, t in traces.values()], axis=0), 1e-6)
+    panels = [(f"goal {arm} (cue at step {step}): return {trace.episode_return:.2f} over {len(trace.rewards)} steps",
+               trace.cell_states, magnitudes, "|c|") for arm, (step, trace) in sorted(traces.items(), reverse=True)]
     if len(traces) == 2:
         # The cue's whole trace in memory: what differs between the two episodes, step by step. A cell holding the
         # cue shows a difference that neither fades nor flips along the corridor.
-        steps = min(len(t.cell_states) for t in traces.values())
-        difference = traces["up"].cell_states[:steps] - traces["down"].cell_states[:steps]
+        up, down = traces["up"][1].cell_states, traces["down"][1].cell_states
+        steps = min(len(up), len(down))
+        difference = up[:steps] - down[:steps]
         scale = np.maximum(np.abs(difference).max(axis=0), 1e-9)
         panels.append(("goal up minus goal down: where the cue is held", difference, scale, "|diff|"))
     figure = Figure(figsize=(12, 3 * len(panels)), layout="constrained")
@@ -178,16 +251,15 @@ def plot_cue_traces(agent: object, path: Path, length: int) -> Path:
         ax.set_ylabel("memory cell")
         ax.set_title(title, fontsize=10)
     figure.colorbar(image, ax=axes, label="value / the unit's largest (per panel)")
-    axes[-1].set_xlabel("step (the cue is shown at step 0 only)")
-    figure.suptitle(f"{traces[next(iter(traces))].env_id}, N = {length}: what the memory cells hold")
+    axes[-1].set_xlabel("step")
+    figure.suptitle(f"{MAZES[maze].title}, {MAZES[maze].env_id}, length {length}: what the memory cells hold")
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     return path
 
 
-def sweep(args: argparse.Namespace, results_path: Path) -> None:
+def sweep(args: argparse.Namespace, results_path: Path, command: str) -> None:
     """Run what the results file does not hold yet, trainer by trainer, recording each run as it ends."""
-    command = "python scripts/benchmark.py " + " ".join(sys.argv[1:])
     results = record(results_path, command)
     for maze in args.mazes:
         for agent_name in args.agents:
@@ -199,17 +271,42 @@ def sweep(args: argparse.Namespace, results_path: Path) -> None:
                         run = train_at_length(agent_name, maze, length, seed, args)
                         results = record(results_path, command, run)
                         print(f"{key}: {'solved' if run.solved else 'not solved'}, success {run.success:.2f}, "
-                              f"{run.env_steps:,} env steps, {run.seconds:,.0f} s", flush=True)
+                              f"{run.env_steps:,} env steps, {run.seconds:,.0f} s, "
+                              f"{run.steps_per_second:,.0f} env steps/s", flush=True)
                     runs.append(SpanRun(**results["runs"][key]))
                 if not any(run.solved for run in runs):
-                    break  # a trainer stops at the first length it fails
+                    break  # a trainer stops at the first length it fails, on each maze
+
+
+def span_table(runs: list[SpanRun]) -> list[str]:
+    """Lengths x trainers x mazes: solved seeds per length and the longest solved, with the references as rows."""
+    lengths = sorted({run.length for run in runs})
+    lines = [
+        "| maze | trainer | " + " | ".join(f"{length:,}" for length in lengths) + " | longest solved |",
+        "|---|---|" + "---:|" * len(lengths) + "---:|",
+    ]
+    for maze_name, maze in MAZES.items():
+        for agent_name in sorted({run.agent for run in runs if run.maze == maze_name}):
+            cells, longest = [], "—"
+            for length in lengths:
+                group = [r for r in runs if (r.maze, r.agent, r.length) == (maze_name, agent_name, length)]
+                solved = sum(run.solved for run in group)
+                cells.append(f"{solved}/{len(group)}" if group else "")
+                if solved:
+                    longest = f"{length:,}"
+            lines.append(f"| {maze.title} `{maze_name}` | {agent_name} | {' | '.join(cells)} | {longest} |")
+        for reference in REFERENCES:
+            if reference.maze == maze_name:
+                lines.append(f"| {maze.title} `{maze_name}` | {reference.agent} (published) | "
+                             + " | ".join("" for _ in lengths) + f" | {reference.length:,} |")
+    return lines
 
 
 def benchmark_memory(args: argparse.Namespace) -> str:
-    """The sweep, then the table, plot and memory trace of every recorded run; returns the markdown section."""
+    """The sweep, then the tables, plot and memory trace of every recorded run; returns the markdown section."""
     torch.set_num_threads(1)
     results_path = Path(args.results)
-    sweep(args, results_path)
+    sweep(args, results_path, "python scripts/benchmark.py " + " ".join(sys.argv[1:]))
     results = read_results(results_path)
     runs = [SpanRun(**fields) for fields in results["runs"].values()]
     image_dir = Path(args.image_dir)
@@ -217,9 +314,17 @@ def benchmark_memory(args: argparse.Namespace) -> str:
     lines = [
         "## Memory span: the longest T-maze corridor each trainer solves",
         "",
+        "Solved seeds per corridor length (N; Ni et al.'s L), on Bakker's T-mazes and on Ni et al.'s, beside the "
+        "longest spans published (an empty cell: not run, because a shorter length failed or the sweep did not "
+        "reach it):",
+        "",
+        *span_table(runs),
+        "",
+        "Every run:",
+        "",
         "| maze | trainer | N | solved seeds | success per seed | median env steps (solved) | "
-        "median training s (solved) | budget per run (s) |",
-        "|---|---|---:|---:|---|---:|---:|---:|",
+        "median training s (solved) | median env steps/s | budget per run (s) |",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|",
     ]
     groups = sorted({(run.maze, run.agent, run.length) for run in runs})
     for maze, agent_name, length in groups:
@@ -228,15 +333,17 @@ def benchmark_memory(args: argparse.Namespace) -> str:
         solved = [run for run in group if run.solved]
         steps = f"{statistics.median(r.env_steps for r in solved):,.0f}" if solved else "—"
         seconds = f"{statistics.median(r.seconds for r in solved):,.0f}" if solved else "—"
+        rate = statistics.median(r.steps_per_second for r in group)
         budgets = "/".join(sorted({f"{r.max_seconds:,.0f}" for r in group}))
         lines.append(f"| {maze} | {agent_name} | {length} | {len(solved)}/{len(group)} | "
-                     f"{', '.join(f'{r.success:.2f}' for r in group)} | {steps} | {seconds} | {budgets} |")
+                     f"{', '.join(f'{r.success:.2f}' for r in group)} | {steps} | {seconds} | {rate:,.0f} | "
+                     f"{budgets} |")
     with_checkpoints = [r for r in runs if r.solved and r.checkpoint and (ROOT / r.checkpoint).exists()]
     if with_checkpoints:
-        longest = max(with_checkpoints, key=lambda r: (r.length, r.maze == "active"))
+        longest = max(with_checkpoints, key=lambda r: (r.length, not MAZES[r.maze].passive))
         agent = load_agent(ROOT / longest.checkpoint)
-        trace = plot_cue_traces(agent, image_dir / "tmaze_memory_trace.png", longest.length)
-        lines += ["", f"Cell states over one episode of the longest solved corridor ({longest.maze} T-maze, "
+        trace = plot_cue_traces(agent, image_dir / "tmaze_memory_trace.png", longest.maze, longest.length)
+        lines += ["", f"Cell states over one episode of the longest solved corridor ({MAZES[longest.maze].title}, "
                       f"N = {longest.length}, {longest.agent}, seed {longest.seed}):", "",
                   f"![memory trace](img/{trace.name})"]
     lines += [
@@ -247,13 +354,14 @@ def benchmark_memory(args: argparse.Namespace) -> str:
         f"the trainer's shipped preset for the length (`rl_lstm/presets/<agent>.yaml`), `torch.set_num_threads(1)`, "
         f"evaluated every {args.eval_every:,} env steps (Evolino: after the first generation past that) on "
         f"{args.eval_episodes} deterministic episodes seeded from {EVALUATION_SEED}; solved at success >= "
-        f"{args.threshold}; training seconds exclude evaluations. Sweeps that ran concurrently (one process per "
-        f"core) share the machine's two cores. The runs are recorded in `{shown(results_path)}`, made "
-        "by:",
+        f"{args.threshold}; training seconds exclude evaluations, and env steps/s is training env steps over "
+        "training seconds. Sweeps that ran concurrently (one process per core) share the machine's two cores. "
+        "The mazes: " + "; ".join(f"`{name}` {maze.title}, `{maze.env_id}`" for name, maze in MAZES.items())
+        + f". The runs are recorded in `{shown(results_path)}`, made by:",
         "",
         *(f"- `{command}`" for command in results["commands"]),
         "",
-        "References: " + "; ".join(label for _, _, label in REFERENCES) + ". " + REFERENCES_WITHOUT_FIGURES,
+        "References: " + "; ".join(reference.source for reference in REFERENCES) + ". " + REFERENCES_WITHOUT_FIGURES,
     ]
     return "\n".join(lines)
 
@@ -261,12 +369,14 @@ def benchmark_memory(args: argparse.Namespace) -> str:
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``memory`` benchmark."""
     parser = subparsers.add_parser(
-        "memory", help="memory span: longest T-maze corridor solved by each trainer, active and passive",
-        description="Train each trainer on the active and passive T-maze at increasing corridor lengths until the "
-        "first length no seed solves; write a table, a plot and a memory trace.",
+        "memory", help="memory span: longest T-maze corridor solved by each trainer, Bakker's and Ni et al.'s mazes",
+        description="Train each trainer on the active and passive T-mazes of Bakker and of Ni et al. at increasing "
+        "corridor lengths until the first length no seed solves; write tables, a plot and a memory trace.",
     )
     parser.add_argument("--agents", nargs="+", default=["ppo", "reinforce", "evolino"])
-    parser.add_argument("--mazes", nargs="+", choices=list(MAZES), default=list(MAZES))
+    parser.add_argument("--mazes", nargs="+", choices=list(MAZES), default=list(MAZES),
+                        help="active, passive: Bakker's (envs/tmaze.py); ni-active, ni-passive: Ni et al.'s "
+                        "(envs/ni_tmaze.py)")
     parser.add_argument("--lengths", nargs="+", type=_positive_int, default=list(DEFAULT_LENGTHS))
     parser.add_argument("--seeds", type=_positive_int, default=3, help="seeds 0 .. N-1 per length")
     parser.add_argument("--max-seconds", type=float, default=1800.0, help="training-time budget per run (s)")
