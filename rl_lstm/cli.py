@@ -1,8 +1,10 @@
-"""The ``rl-lstm`` command: ``train``, ``evaluate``, ``export`` and ``oracles`` (built-in tasks solved by oracles)."""
+"""The ``rl-lstm`` command: ``train``, ``evaluate``, ``export``, ``plot`` and ``compare`` (results across seeds and
+tasks) and ``oracles`` (built-in tasks solved by oracles)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -120,6 +122,37 @@ def export_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def plot_command(args: argparse.Namespace) -> int:
+    """``rl-lstm plot``: learning curves of a tag over seeds, grouped by task and by agent and config, to a PNG."""
+    from rl_lstm.results import plot_curves
+
+    for curve in plot_curves(args.run_dirs, args.tag, args.output):
+        console.print(
+            f"{curve.task} | {curve.label}: {len(curve.runs)} seeds, at step {curve.steps[-1]} mean "
+            f"{curve.mean[-1]:.3f} [{curve.low[-1]:.3f}, {curve.high[-1]:.3f}]", markup=False,
+        )
+    console.print(f"wrote {args.output}", markup=False)
+    return 0
+
+
+def compare_command(args: argparse.Namespace) -> int:
+    """``rl-lstm compare``: per-task scores from eval.json and aggregates with stratified bootstrap CIs."""
+    from rl_lstm.results import compare_runs, comparison_tables, plot_intervals
+
+    comparison = compare_runs(args.run_dirs, resamples=args.resamples, seed=args.seed)
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "compare.json").write_text(json.dumps(comparison.to_dict(), indent=2) + "\n")
+    written = [output / "compare.json"]
+    if comparison.aggregates:
+        written.append(plot_intervals(comparison, output / "compare.png"))
+    for table in comparison_tables(comparison):
+        console.print(table)
+    for line in [*comparison.notes, *(f"wrote {path}" for path in written)]:
+        console.print(line, markup=False)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``rl-lstm`` console command."""
     argv = sys.argv[1:] if argv is None else argv
@@ -133,6 +166,15 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT", help="a run folder or a checkpoint .pt file")
     export.add_argument("--format", default="onnx", help="onnx (default) or torchscript")
     export.add_argument("--output", help="file to write (default: policy.onnx or policy.torchscript.pt beside it)")
+    plot = subparsers.add_parser("plot", help="learning curves over seeds from run folders' TensorBoard events")
+    plot.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders, or folders holding them (runs/)")
+    plot.add_argument("--tag", default="eval/mean_reward", help="the scalar to draw (default eval/mean_reward)")
+    plot.add_argument("--output", default="curves.png", help="PNG to write (default curves.png)")
+    compare = subparsers.add_parser("compare", help="normalized scores and aggregates (IQM, ...) from eval.json")
+    compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders, or folders holding them")
+    compare.add_argument("--output", default=".", help="folder for compare.json and compare.png (default: here)")
+    compare.add_argument("--resamples", type=int, default=50_000, help="bootstrap resamples (default 50000)")
+    compare.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     oracles = subparsers.add_parser("oracles", help="run every built-in task's scripted oracle")
     oracles.add_argument("--episodes", type=int, default=100, help="episodes per env")
     oracles.add_argument("--seed", type=int, default=0)
@@ -146,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
             return train_command(args)
         if args.command == "export":
             return export_command(args)
+        if args.command == "plot":
+            return plot_command(args)
+        if args.command == "compare":
+            return compare_command(args)
         return 0 if run_oracles(args.episodes, args.seed) else 1
     except RLLSTMError as error:
         print(f"rl-lstm {args.command}: error: {error}", file=sys.stderr)

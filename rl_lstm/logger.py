@@ -41,6 +41,20 @@ class EpisodeStatistics:
         return scalars
 
 
+def flatten_hparams(config: dict[str, Any], prefix: str = "") -> dict[str, bool | int | float | str]:
+    """``config`` as TensorBoard hparams: nested dicts as ``key.subkey``, lists and such as strings, None left out."""
+    flat: dict[str, bool | int | float | str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten_hparams(value, f"{name}."))
+        elif isinstance(value, (bool, int, float, str)):
+            flat[name] = value
+        elif value is not None:
+            flat[name] = str(value)
+    return flat
+
+
 class TrainingLogger:
     """TensorBoard events under ``log_dir`` plus an optional rich progress bar; both keyed by env steps."""
 
@@ -78,6 +92,18 @@ class TrainingLogger:
         if self.writer is not None:
             for tag, value in scalars.items():
                 self.writer.add_scalar(tag, value, step)
+
+    def record_hparams(self, config: dict[str, Any], step: int) -> None:
+        """Write ``config`` (flattened) into this run's own event file: its row in TensorBoard's HPARAMS tab."""
+        if self.writer is not None:
+            from torch.utils.tensorboard.summary import hparams
+
+            # Only the session start: with no experiment summary TensorBoard takes the columns from every run's
+            # session (runs of different agents have different keys) and the metric columns from each run's own
+            # scalars, whose last values (eval/mean_reward: the final evaluation) fill the row.
+            # SummaryWriter.add_hparams would write a sub-folder, i.e. a second run, instead.
+            _, session_start, _ = hparams(flatten_hparams(config), {})
+            self.writer.file_writer.add_summary(session_start, step)
 
     def steps_per_second(self, step: int) -> float:
         """Env steps per second since this logger started."""

@@ -105,11 +105,13 @@ def read_run_config(run_dir: Path) -> tuple[RunConfig, dict[str, Any]]:
 
 
 class RunCallback:
-    """After each update: evaluate and keep the best, checkpoint, and stop cleanly on Ctrl-C."""
+    """After each update: evaluate and keep the best, checkpoint, and stop cleanly on Ctrl-C; on the first, log
+    ``hparams`` (the resolved config) for TensorBoard's HPARAMS tab."""
 
-    def __init__(self, run_dir: Path, run_config: RunConfig):
+    def __init__(self, run_dir: Path, run_config: RunConfig, hparams: dict[str, Any]):
         self.run_dir = run_dir
         self.run_config = run_config
+        self.hparams: dict[str, Any] | None = hparams
         self.best_mean_return = -float("inf")
         self.next_eval = 0
         self.next_checkpoint = 0
@@ -128,6 +130,10 @@ class RunCallback:
         agent.save(self.run_dir / CHECKPOINTS / "latest.pt", extra={"best_mean_return": self.best_mean_return})
 
     def __call__(self, agent: RecurrentAgent) -> bool:
+        if self.hparams is not None:
+            # Here, not before learn: the agent opens its TensorBoard writer in learn, and the row goes into that file.
+            agent.logger.record_hparams(self.hparams, agent.num_timesteps)
+            self.hparams = None
         if self.run_config.eval_every and agent.num_timesteps >= self.next_eval:
             from rl_lstm.evaluation import evaluate_agent
 
@@ -159,7 +165,7 @@ def train(run_config: RunConfig, hyperparams: Any, run_dir: Path | None = None, 
             run_dir = new_run_dir(run_config)
     agent.tensorboard_log = str(run_dir)
     write_run_config(run_dir, run_config, hyperparams)
-    callback = RunCallback(run_dir, run_config)
+    callback = RunCallback(run_dir, run_config, {**config_to_dict(run_config), **config_to_dict(hyperparams)})
     if resume:
         callback.best_mean_return = agent.checkpoint_extra.get("best_mean_return", -float("inf"))
     callback.schedule_from(agent.num_timesteps)
