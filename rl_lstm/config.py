@@ -22,6 +22,29 @@ PRESETS_DIR = Path(__file__).parent / "presets"
 Config = TypeVar("Config")
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading ``3e-4`` as a float as YAML 1.2 does (PyYAML's YAML 1.1 wants ``3.0e-4``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.VERBOSE,
+    ),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """``text`` read as YAML with :class:`_Loader`: plain data only, and exponent floats such as ``1e-3``."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def _close_matches(name: str, candidates: typing.Iterable[str]) -> str:
     close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.5)
     return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
@@ -94,7 +117,7 @@ def parse_assignments(assignments: list[str], option: str = "--set") -> dict[str
         key, separator, text = assignment.partition("=")
         if not separator or not key.strip():
             raise ConfigError(f"{option} expects key=value, got {assignment!r}")
-        values[key.strip()] = yaml.safe_load(text) if text.strip() else ""
+        values[key.strip()] = load_yaml(text) if text.strip() else ""
     return values
 
 
@@ -104,7 +127,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
-        content = yaml.safe_load(path.read_text()) or {}
+        content = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {error}") from error
     if not isinstance(content, dict):

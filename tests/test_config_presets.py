@@ -105,3 +105,15 @@ def test_every_shipped_kwargs_entry_names_a_registered_env_and_builds_a_valid_co
         env_id, env_kwargs = split_env_spec(key)
         _, hyperparams = resolve_config({"agent": "ppo", "env": env_id, "env_kwargs": env_kwargs})
         assert all(getattr(hyperparams, name) == value for name, value in shipped[key].items()), key
+
+
+def test_exponent_floats_are_numbers_in_set_and_in_config_files(tmp_path: Path) -> None:
+    # PyYAML alone reads "3e-4" as a string (YAML 1.1 wants "3.0e-4"); the README writes --set learning_rate=3e-4.
+    assert config.parse_assignments(["learning_rate=3e-4", "sizes=[1e-3, 2]"]) == {
+        "learning_rate": 3e-4, "sizes": [1e-3, 2]
+    }
+    (tmp_path / "run.yaml").write_text("learning_rate: 3e-4\nclip_range: 2E-1\nname: 1e3x\n")
+    assert config.read_yaml(tmp_path / "run.yaml") == {"learning_rate": 3e-4, "clip_range": 0.2, "name": "1e3x"}
+    values = {"agent": "ppo", "env": "CartPole-v1", **config.parse_assignments(["learning_rate=3e-4"])}
+    _, hyperparams = resolve_config(values)
+    assert hyperparams.learning_rate == 3e-4
