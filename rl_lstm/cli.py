@@ -1,5 +1,5 @@
 """The ``rl-lstm`` command: ``train``, ``evaluate``, ``export``, ``plot`` and ``compare`` (results across seeds and
-tasks) and ``oracles`` (built-in tasks solved by oracles)."""
+tasks), ``tune`` (hyperparameter search) and ``oracles`` (built-in tasks solved by oracles)."""
 
 from __future__ import annotations
 
@@ -153,6 +153,47 @@ def compare_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``rl-lstm tune``."""
+    parser.add_argument("--agent", default="ppo", help=f"trainer: {', '.join(AGENTS)} (default ppo)")
+    parser.add_argument("--env", required=True, help="gymnasium env id, e.g. rl_lstm/TMaze-v0")
+    parser.add_argument("--env-kwargs", nargs="+", default=[], metavar="KEY=VALUE", help="env constructor kwargs")
+    parser.add_argument("--n-trials", type=int, default=100, help="finished trials the study should hold (default 100)")
+    parser.add_argument("--timeout", type=float, help="seconds each worker searches for at most")
+    parser.add_argument("--trial-timesteps", type=int, default=100_000, help="env steps per trial (default 100000)")
+    parser.add_argument("--n-jobs", type=int, default=1, help="worker processes sharing the study (default 1)")
+    parser.add_argument("--study", help="study name; an existing one continues (default <env>_<agent>)")
+    parser.add_argument("--storage", help="Optuna storage URL (default sqlite:///RUNS_DIR/tune/<env>_<agent>.db)")
+    parser.add_argument("--search-space", help="YAML search space (default rl_lstm/presets/search/<agent>.yaml)")
+    parser.add_argument("--eval-every", type=int, help="env steps between a trial's evaluations (default 1/4 trial)")
+    parser.add_argument("--eval-episodes", type=int, default=20, help="episodes per evaluation (default 20)")
+    parser.add_argument("--seed", type=int, default=0, help="every trial's training seed; seeds the sampler")
+    parser.add_argument("--runs-dir", default="runs", help="trial run folders go to RUNS_DIR/tune/<study>/")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def tune_command(args: argparse.Namespace) -> int:
+    """``rl-lstm tune``: an Optuna study over the agent's search space; writes the best config and a report."""
+    from rl_lstm.tuning import TuneSettings, finished_trials, tune
+
+    if args.n_trials < 1 or args.n_jobs < 1 or args.trial_timesteps < 1:
+        raise RLLSTMError("--n-trials, --n-jobs and --trial-timesteps must each be at least 1")
+    settings = TuneSettings(
+        agent=args.agent, env=args.env, env_kwargs=parse_assignments(args.env_kwargs, "--env-kwargs"),
+        n_trials=args.n_trials, timeout=args.timeout, trial_timesteps=args.trial_timesteps, n_jobs=args.n_jobs,
+        study=args.study, storage=args.storage, search_space=args.search_space, eval_every=args.eval_every,
+        eval_episodes=args.eval_episodes, seed=args.seed, runs_dir=args.runs_dir, progress_bar=not args.no_progress,
+    )
+    study = tune(settings)
+    output = settings.output_dir
+    console.print(f"Study {settings.study_name} in {settings.storage_url}: {finished_trials(study)} finished trials\n"
+                  f"Report: {output / 'tune_report.md'}", markup=False, soft_wrap=True)
+    if (output / "best_config.yaml").exists():
+        console.print(f"Best trial {study.best_trial.number}: {study.best_value:.4g}\n"
+                      f"Train it: rl-lstm train --config {output / 'best_config.yaml'}", markup=False, soft_wrap=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``rl-lstm`` console command."""
     argv = sys.argv[1:] if argv is None else argv
@@ -175,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     compare.add_argument("--output", default=".", help="folder for compare.json and compare.png (default: here)")
     compare.add_argument("--resamples", type=int, default=50_000, help="bootstrap resamples (default 50000)")
     compare.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    add_tune_arguments(subparsers.add_parser("tune", help="hyperparameter search with Optuna"))
     oracles = subparsers.add_parser("oracles", help="run every built-in task's scripted oracle")
     oracles.add_argument("--episodes", type=int, default=100, help="episodes per env")
     oracles.add_argument("--seed", type=int, default=0)
@@ -192,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
             return plot_command(args)
         if args.command == "compare":
             return compare_command(args)
+        if args.command == "tune":
+            return tune_command(args)
         return 0 if run_oracles(args.episodes, args.seed) else 1
     except RLLSTMError as error:
         print(f"rl-lstm {args.command}: error: {error}", file=sys.stderr)

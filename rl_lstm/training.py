@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,8 +153,18 @@ class RunCallback:
         return not self.interrupted
 
 
-def train(run_config: RunConfig, hyperparams: Any, run_dir: Path | None = None, resume: bool = False) -> Path:
-    """Train (or resume) a run in its folder; returns the folder. Ctrl-C saves a checkpoint and returns."""
+def train(
+    run_config: RunConfig,
+    hyperparams: Any,
+    run_dir: Path | None = None,
+    resume: bool = False,
+    make_callback: Callable[[Path, RunConfig, dict[str, Any]], RunCallback] = RunCallback,
+) -> Path:
+    """Train (or resume) a run in its folder; returns the folder. Ctrl-C saves a checkpoint and returns.
+
+    ``make_callback(run_dir, run_config, hparams)`` builds the after-update callback: a :class:`RunCallback`, or a
+    subclass of it that does more (``rl-lstm tune``'s reports each evaluation to its trial).
+    """
     torch.set_num_threads(run_config.torch_threads)
     cls = agent_class(run_config.agent)
     if resume:
@@ -165,7 +176,7 @@ def train(run_config: RunConfig, hyperparams: Any, run_dir: Path | None = None, 
             run_dir = new_run_dir(run_config)
     agent.tensorboard_log = str(run_dir)
     write_run_config(run_dir, run_config, hyperparams)
-    callback = RunCallback(run_dir, run_config, {**config_to_dict(run_config), **config_to_dict(hyperparams)})
+    callback = make_callback(run_dir, run_config, {**config_to_dict(run_config), **config_to_dict(hyperparams)})
     if resume:
         callback.best_mean_return = agent.checkpoint_extra.get("best_mean_return", -float("inf"))
     callback.schedule_from(agent.num_timesteps)
