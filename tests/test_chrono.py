@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from test_checkpoints import PPO, REINFORCE
-from test_cores import BATCH, INPUT, STEPS, assert_states_close, random_state, run_step_by_step
+from test_cores import INPUT
 from torch import Tensor, nn
 
 from agents.ppo import RecurrentPPO
@@ -87,23 +87,6 @@ def test_the_default_init_is_nn_lstm_with_the_default_forget_bias() -> None:
     for layer in range(2):
         torch.testing.assert_close(summed_biases(core, layer)[forget], torch.full((8,), DEFAULT_FORGET_BIAS))
     assert make_core("lstm", INPUT, 8, init="default", forget_bias=2.0).rnn.bias_ih_l0[forget].eq(2.0).all()
-
-
-@pytest.mark.parametrize("kind", CHRONO_KINDS)
-def test_a_chrono_core_keeps_the_core_interface(kind: str) -> None:
-    torch.manual_seed(0)
-    core = make_core(kind, INPUT, 5, num_layers=2, init="chrono", t_max=50)
-    x = torch.randn(STEPS, BATCH, INPUT)
-    state = random_state(core, BATCH)
-    episode_starts = torch.zeros(STEPS, BATCH, dtype=torch.bool)
-    episode_starts[2, 1] = episode_starts[5, 3] = episode_starts[0, 0] = True
-
-    y, final = core(x, state, episode_starts)
-    y_steps, final_steps = run_step_by_step(core, x, state, episode_starts)
-
-    assert y.shape == (STEPS, BATCH, 5)
-    torch.testing.assert_close(y, y_steps)
-    assert_states_close(final, final_steps)
 
 
 @pytest.mark.parametrize("kind", CHRONO_KINDS)
@@ -195,7 +178,9 @@ def test_a_chrono_agent_builds_trains_saves_and_loads_its_biases(tmp_path: Path,
     agent.save(tmp_path / "agent.pt")
     loaded = agent_class.load(tmp_path / "agent.pt")
     assert loaded.config.core_kwargs == {"init": "chrono", "t_max": 500}
-    for core in ("actor_core", "critic_core"):
+    cores = [name for name in ("actor_core", "critic_core") if getattr(agent.policy, name) is not None]
+    assert "actor_core" in cores
+    for core in cores:  # the critic has no core of its own where actor and critic share one
         trained, restored = getattr(agent.policy, core), getattr(loaded.policy, core)
         torch.testing.assert_close(summed_biases(restored, 0), summed_biases(trained, 0), rtol=0, atol=0)
     observations, _ = loaded.env.reset(seed=1)

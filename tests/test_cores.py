@@ -38,10 +38,16 @@ def assert_states_close(actual: State, expected: State) -> None:
         torch.testing.assert_close(a, e)
 
 
+# Chrono initialization (Tallec & Ollivier 2018) changes only the gate biases: the interface must hold as well.
+CHRONO = {"init": "chrono", "t_max": 50}
+
+
 @pytest.mark.parametrize("num_layers", [1, 2])
-@pytest.mark.parametrize("kind", KINDS)
-def test_sequence_in_one_call_equals_step_by_step_calls(kind: str, num_layers: int) -> None:
-    core = make_core(kind, INPUT, HIDDEN, num_layers)
+@pytest.mark.parametrize(
+    ("kind", "core_kwargs"), [*((kind, {}) for kind in KINDS), *((kind, CHRONO) for kind in RECURRENT_KINDS)]
+)
+def test_sequence_in_one_call_equals_step_by_step_calls(kind: str, core_kwargs: dict, num_layers: int) -> None:
+    core = make_core(kind, INPUT, HIDDEN, num_layers, **core_kwargs)
     x = torch.randn(STEPS, BATCH, INPUT)
     state = random_state(core, BATCH)
     episode_starts = torch.zeros(STEPS, BATCH, dtype=torch.bool)
