@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import shlex
 import sys
 import time
 from datetime import datetime, timezone
@@ -132,7 +133,8 @@ def main(argv: list[str] | None = None) -> None:
     benchmark_evolino.add_parsers(subparsers)
     benchmark_memory.add_parsers(subparsers)
     args = parser.parse_args(argv)
-    command = "python scripts/benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    # Quoted as a shell would need it: a task such as "rl_lstm/TMaze-v0@success>=0.95" holds a ">".
+    command = shlex.join(["python", "scripts/benchmark.py", *(argv if argv is not None else sys.argv[1:])])
     body = args.run(args)
     print(body)
     if not args.no_write:
