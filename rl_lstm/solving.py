@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from agents import agent_class
@@ -15,6 +16,7 @@ from rl_lstm.agent import RecurrentAgent
 from rl_lstm.config import preset
 from rl_lstm.errors import ConfigError
 from rl_lstm.evaluation import EvaluationResult, evaluate_agent
+from rl_lstm.training import RunConfig, write_run_config
 
 # Evaluation envs are seeded away from the training seeds 0, 1, ..., so no evaluation episode replays the start
 # of a training run.
@@ -87,6 +89,10 @@ class EvaluateUntilSolved:
         self.last_evaluation = evaluate_agent(agent, num_episodes=self.eval_episodes, deterministic=True,
                                               seed=EVALUATION_SEED, num_envs=self.eval_episodes)
         self.evaluation_seconds += time.perf_counter() - evaluation_start
+        scalars = {"eval/mean_reward": self.last_evaluation.mean_return}
+        if self.last_evaluation.success_rate is not None:
+            scalars["eval/success_rate"] = self.last_evaluation.success_rate
+        agent.logger.record(scalars, agent.num_timesteps)  # TensorBoard's tags, where the run has a folder
         self.training_seconds, self.env_steps = training_seconds, agent.num_timesteps
         while self.next_evaluation <= agent.num_timesteps:
             self.next_evaluation += self.eval_every
@@ -96,16 +102,23 @@ class EvaluateUntilSolved:
 
 def train_until_solved(agent_name: str, task: Task, seed: int, eval_every: int, eval_episodes: int = 100,
                        max_seconds: float = float("inf"), max_timesteps: int = 1_000_000, use_preset: bool = True,
-                       **overrides: Any) -> tuple[RecurrentAgent, EvaluateUntilSolved]:
+                       run_dir: Path | None = None, **overrides: Any) -> tuple[RecurrentAgent, EvaluateUntilSolved]:
     """An agent trained on ``task`` until an evaluation meets its threshold or the budget ends (its env closed).
 
     The hyperparameters are the shipped preset for the task (or, with ``use_preset=False``, the agent's defaults
-    alone, as a user's own env gets them), then ``overrides``.
+    alone, as a user's own env gets them), then ``overrides``. With ``run_dir``, the run is a run folder
+    (config.yaml and TensorBoard events with the evaluations), which ``rl-lstm plot`` and ``compare`` read.
     """
     hyperparameters = {**(preset(agent_name, task.env_id, task.env_kwargs) if use_preset else {}), **overrides}
     env_kwargs = {**hyperparameters.pop("env_kwargs", {}), **task.env_kwargs}
-    agent = agent_class(agent_name)(task.env_id, seed=seed, device="cpu", tensorboard_log=None,
+    agent = agent_class(agent_name)(task.env_id, seed=seed, device="cpu",
+                                    tensorboard_log=None if run_dir is None else str(run_dir),
                                     env_kwargs=env_kwargs, **hyperparameters)
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        run_config = RunConfig(agent=agent_name, env=task.env_id, timesteps=max_timesteps, seed=seed,
+                               eval_every=eval_every, eval_episodes=eval_episodes, progress_bar=False)
+        write_run_config(run_dir, run_config, agent.config)
     progress = EvaluateUntilSolved(task, eval_every, eval_episodes, max_seconds)
     agent.learn(max_timesteps, callback=progress, progress_bar=False)
     agent.close()

@@ -31,15 +31,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from benchmark_ppo import _positive_int
+from benchmark_ppo import IMAGE_DIR, ROOT, _positive_int
 from matplotlib.figure import Figure
 
 import envs  # noqa: F401  (registers the rl_lstm/ env ids with gymnasium)
 from rl_lstm.evaluation import load_agent, record_memory
 from rl_lstm.solving import EVALUATION_SEED, Task, train_until_solved
 
-ROOT = Path(__file__).resolve().parent.parent
-IMAGE_DIR = ROOT / "docs" / "img"
 RESULTS_FILE = ROOT / "docs" / "memory_span.json"
 CHECKPOINT_DIR = ROOT / "runs" / "memory_span"
 DEFAULT_LENGTHS = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000)

@@ -15,6 +15,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,7 +37,11 @@ from rl_lstm.config import config_to_dict, parse_assignments, preset, split_env_
 from rl_lstm.errors import ConfigError
 from rl_lstm.evaluation import EvaluationResult, evaluate_agent
 from rl_lstm.logger import EpisodeStatistics
+from rl_lstm.results import plot_curves
 from rl_lstm.solving import EVALUATION_SEED, METRICS, Task, kwargs_text, train_until_solved
+
+ROOT = Path(__file__).resolve().parent.parent
+IMAGE_DIR = ROOT / "docs" / "img"  # pictures that docs/benchmarks.md shows
 
 ZOO_URL = "https://github.com/DLR-RM/rl-baselines3-zoo/blob"
 ZOO_PPO_LSTM_COMMIT = "c94924e5b31bce36920f29d3eb18b975231bdec4"
@@ -476,10 +481,19 @@ class ThresholdRun:
     final_evaluation: EvaluationResult
 
 
+def curve_run_dir(args: argparse.Namespace, agent_name: str, task: Task, seed: int) -> Path | None:
+    """Where a run of ``--curves`` keeps its config.yaml and TensorBoard events (None without ``--curves``)."""
+    if args.curves is None:
+        return None
+    task_name = (task.env_id + "".join(f"_{key}={value}" for key, value in task.env_kwargs.items()))
+    return Path(args.curves) / task_name.replace("/", "_").replace(":", "_") / f"{agent_name}_{seed}"
+
+
 def run_task(agent_name: str, task: Task, seed: int, args: argparse.Namespace) -> ThresholdRun:
     """One of our agents (its shipped preset, or its defaults alone with --no-preset) trained until solved."""
     _, progress = train_until_solved(agent_name, task, seed, args.eval_every, args.eval_episodes, args.max_seconds,
-                                     args.max_timesteps, use_preset=not args.no_preset)
+                                     args.max_timesteps, use_preset=not args.no_preset,
+                                     run_dir=curve_run_dir(args, agent_name, task, seed))
     return ThresholdRun(seed, progress.solved, progress.env_steps, progress.training_seconds,
                         progress.evaluation_seconds, progress.last_evaluation)
 
@@ -554,6 +568,16 @@ def benchmark_solve(args: argparse.Namespace) -> str:
         *presets_used,
         *args.notes,
     ]
+    if args.curves is not None:
+        # The learning curves over seeds, drawn by rl-lstm plot's code from the runs' TensorBoard events.
+        run_dirs = [curve_run_dir(args, agent_name, task, seed)
+                    for task in args.tasks for agent_name in args.agents for seed in range(args.seeds)]
+        name = f"{args.benchmark}{'-no-preset' if args.no_preset else ''}_curves.png"
+        image = (Path(args.curves) if args.no_write else IMAGE_DIR) / name  # --no-write leaves docs/ alone
+        plot_curves(run_dirs, "eval/mean_reward", image)
+        lines += ["", f"Evaluation return over env steps, mean and 95% bootstrap band over the seeds, up to the step "
+                  f"every seed reached (a run stops where it solves the task; `rl-lstm plot {args.curves}`):", "",
+                  f"![learning curves](img/{name})"]
     return f"## {args.title}{title_suffix}: env steps and seconds to solve each task\n\n" + "\n".join(lines)
 
 
@@ -601,6 +625,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         alone.add_argument("--max-seconds", type=float, default=900.0, help="training-time budget per run (s)")
         alone.add_argument("--eval-every", type=_positive_int, default=10_000, help="env steps between evaluations")
         alone.add_argument("--eval-episodes", type=_positive_int, default=100, help="episodes per evaluation")
+        alone.add_argument("--curves", metavar="DIR",
+                           help="keep each run as a run folder under DIR and draw the curves into docs/img")
         alone.add_argument("--no-preset", action="store_true",
                            help="the agents' defaults alone, as an env without a preset gets them")
         alone.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
