@@ -37,6 +37,10 @@ class PPOConfig(EnvConfig, PolicyConfig):
     # One core for actor and critic: with separate ones only the critic learned the cue (its values differed by cue,
     # the actor's choices did not); shared, the critic's regression hands its memory to the actor.
     shared_core: bool = True
+    # Rewards scaled by the running std of the returns: in a shared core, large returns (position-only CartPole's
+    # reach 100) let the value loss take over the core's gradient; without it PPO's defaults solved CartPole on 1 of
+    # 5 seeds, with it on 5 of 5.
+    normalize_rewards: bool = True
     n_steps: int = 64  # steps per env per rollout
     seq_len: int = 32  # truncated-BPTT length in steps; n_steps must be a multiple of it
     batch_size: int = 256  # steps per minibatch (whole sequences): a multiple of seq_len, at most n_steps * num_envs

@@ -121,6 +121,7 @@ def test_action_masks_are_respected_and_learned_with_recurrence() -> None:
         normalize_advantage=False,
         ent_coef=0.0,
         shared_core=False,
+        normalize_rewards=False,
         core_kwargs={"forget_bias": 1.0},
     )
     agent.learn(6000, progress_bar=False)  # MaskedCueEnv asserts no masked action is ever taken
