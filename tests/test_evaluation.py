@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from gymnasium.wrappers.vector import NormalizeObservation
 
 from agents.ppo import RecurrentPPO
 from envs.oracle import make_oracle
@@ -24,6 +25,7 @@ from rl_lstm.evaluation import (
     record_memory,
     record_video,
 )
+from rl_lstm.vec_env import find_wrapper
 
 TMAZE = "rl_lstm/TMaze-v0"
 LENGTH = 3
@@ -120,7 +122,7 @@ def test_evaluation_normalizes_observations_with_the_frozen_training_statistics(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     agent = tiny_agent(normalize_observations=True)
-    training_rms = agent.env.obs_rms
+    training_rms = find_wrapper(agent.env, NormalizeObservation).obs_rms
     training_rms.mean, training_rms.var = np.full(3, 0.5), np.full(3, 0.25)
     seen: list[np.ndarray] = []
 

@@ -32,7 +32,9 @@ TINY = dict(num_envs=2, n_steps=8, seq_len=4, batch_size=8, n_epochs=1, hidden_s
 # Untrained policies are enough to check equality; the normalized one trains 160 steps so its statistics are not
 # the initial zero mean and unit variance.
 AGENTS = {
-    "tmaze_lstm_2_layers": lambda: RecurrentPPO("rl_lstm/TMaze-v0", env_kwargs={"length": 3}, num_layers=2, **TINY),
+    # Separate actor and critic cores (PPO shares one by default): four state tensors.
+    "tmaze_lstm_2_layers": lambda: RecurrentPPO("rl_lstm/TMaze-v0", env_kwargs={"length": 3}, num_layers=2,
+                                                shared_core=False, **TINY),
     "tmaze_gru_shared": lambda: RecurrentPPO("rl_lstm/TMaze-v0", env_kwargs={"length": 3}, core="gru",
                                              shared_core=True, **TINY),
     "cartpole_peephole_normalized": lambda: RecurrentPPO(
@@ -40,7 +42,8 @@ AGENTS = {
     ).learn(160, progress_bar=False),
     "pendulum_mlp_box_actions": lambda: RecurrentPPO("rl_lstm/PendulumPositionOnly-v0", core="mlp", **TINY),
     "dict_observations_multidiscrete": lambda: RecurrentPPO(
-        "foreign_envs:foreign/Spaces-v0", env_kwargs={"observation": "dict", "action": "multidiscrete"}, **TINY
+        "foreign_envs:foreign/Spaces-v0", env_kwargs={"observation": "dict", "action": "multidiscrete"},
+        shared_core=False, **TINY
     ),
     "nested_observations_box_actions": lambda: RecurrentPPO(
         "foreign_envs:foreign/Spaces-v0", env_kwargs={"observation": "nested", "action": "box"}, **TINY

@@ -233,7 +233,7 @@ def test_every_trainer_trains_saves_loads_and_predicts_with_the_option(
     tmp_path: Path, agent_class, hyperparams: dict
 ) -> None:
     agent = agent_class("rl_lstm/TMaze-v0", seed=0, prev_action_reward=True, **hyperparams)
-    assert isinstance(agent.env, PrevActionReward) and set(agent.observation_space.spaces) == {
+    assert find_wrapper(agent.env, PrevActionReward) is not None and set(agent.observation_space.spaces) == {
         "observation", "prev_action", "prev_reward"}
     agent.learn(10**6, callback=lambda agent: agent.iterations < 2, progress_bar=False)
     assert agent.iterations == 2
