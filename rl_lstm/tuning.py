@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,6 +204,7 @@ def run_trial(trial: optuna.Trial, settings: TuneSettings, space: dict[str, dict
         run_config, hyperparams = resolve_config(values)
         run_dir.mkdir(parents=True, exist_ok=True)
         trial.set_user_attr("run_dir", str(run_dir))
+        trial.set_user_attr("worker_pid", os.getpid())  # which of the --n-jobs processes ran it
         train(run_config, hyperparams, run_dir=run_dir, make_callback=make_callback)
     except RLLSTMError as error:
         # An invalid combination (a batch larger than a rollout) or a diverging one (NaN) is a bad point of the

@@ -126,3 +126,15 @@ def test_a_bad_search_space_is_a_config_error_naming_the_key(tmp_path, text, nam
 @pytest.mark.parametrize("agent", ["ppo", "reinforce", "evolino"])
 def test_the_shipped_search_spaces_are_valid(agent):
     assert load_search_space(agent)
+
+
+def test_parallel_jobs_are_processes_sharing_one_study(tmp_path, space_file):
+    runs = tmp_path / "runs"
+    # Trials long enough (1,024 steps, ~2 s each) that the first worker cannot finish all six before the spawned
+    # one has started (importing torch takes seconds): both must take trials from the shared study.
+    assert main(["tune", *TUNE_ARGS, "--trial-timesteps", "1024", "--n-trials", "6", "--n-jobs", "2",
+                 "--search-space", str(space_file), "--runs-dir", str(runs)]) == 0
+    study = optuna.load_study(study_name="rl_lstm_TMaze-v0_ppo", storage=f"sqlite:///{runs}/tune/rl_lstm_TMaze-v0_ppo.db")
+    trials = finished(study)
+    assert len(trials) >= 6  # trials still running when the total is reached finish too
+    assert len({trial.user_attrs["worker_pid"] for trial in trials}) == 2
