@@ -263,7 +263,7 @@ class TMazeVectorEnv(TaskVectorEnv):
 
 
 class PassiveTMazeEnv(TaskEnv):
-    """Ni et al.'s passive T-maze (``rl_lstm/PassiveTMaze-v0``)."""
+    """A passive T-maze after Ni et al. in Bakker's coding (``rl_lstm/PassiveTMaze-v0``); theirs: envs/ni_tmaze.py."""
 
     task_class = PassiveTMazeTask
 
