@@ -16,7 +16,6 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium.wrappers.vector import RecordEpisodeStatistics
 
 from rl_lstm import checkpoints
 from rl_lstm.config import build_config, config_to_dict, require
@@ -24,14 +23,12 @@ from rl_lstm.errors import CheckpointError, ConfigError, EnvStepError, Numerical
 from rl_lstm.logger import EpisodeStatistics, TrainingLogger
 from rl_lstm.policies import RecurrentActorCritic, map_observation
 from rl_lstm.vec_env import (
-    PrevActionReward,
-    find_wrapper,
+    add_training_layers,
     load_normalization_state,
     make_vector_env,
     normalization_state,
     parse_wrappers,
     wrap_env,
-    wrap_vector_env,
 )
 
 Callback = Callable[["RecurrentAgent"], "bool | None"]
@@ -215,10 +212,14 @@ class RecurrentAgent(ABC):
                 f"env must be an env id, a gymnasium.Env or a gymnasium VectorEnv, got {type(env).__name__}"
             )
         self.env_id = spec.id if spec is not None else type(env.unwrapped).__name__
-        env = wrap_vector_env(env, wrappers)
-        if find_wrapper(env, RecordEpisodeStatistics) is None:
-            env = RecordEpisodeStatistics(env)
-        return PrevActionReward(env) if self.config.prev_action_reward else env
+        return add_training_layers(
+            env,
+            wrappers,
+            normalize_observations=self.config.normalize_observations,
+            normalize_rewards=self.config.normalize_rewards,
+            gamma=getattr(self.config, "gamma", 0.99),
+            prev_action_reward=self.config.prev_action_reward,
+        )
 
     # ---- acting -------------------------------------------------------------------------------------------------
     def predict(

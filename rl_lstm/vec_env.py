@@ -306,7 +306,22 @@ def make_vector_env(
         vector_env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, wrappers=copy_wrappers, **kwargs)
     except TypeError as error:
         raise ConfigError(f"bad env_kwargs {kwargs} for {env_id}: {error}") from error
-    vector_env = RecordEpisodeStatistics(wrap_vector_env(vector_env, wrappers))
+    return add_training_layers(vector_env, wrappers, normalize_observations, normalize_rewards, gamma,
+                               prev_action_reward)
+
+
+def add_training_layers(
+    vector_env: gym.vector.VectorEnv,
+    wrappers: list[WrapperEntry],
+    normalize_observations: bool = False,
+    normalize_rewards: bool = False,
+    gamma: float = 0.99,
+    prev_action_reward: bool = False,
+) -> gym.vector.VectorEnv:
+    """The layers around every training vector env, built from an id or handed over: the same order for both."""
+    vector_env = wrap_vector_env(vector_env, wrappers)
+    if find_wrapper(vector_env, RecordEpisodeStatistics) is None:  # a user's vector env may record them already
+        vector_env = RecordEpisodeStatistics(vector_env)
     if normalize_observations:
         vector_env = NormalizeObservation(vector_env)
     if prev_action_reward:

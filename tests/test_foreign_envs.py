@@ -26,6 +26,7 @@ from foreign_envs import SpacesEnv
 
 from agents import agent_class
 from agents.evolino import RecurrentEvolino
+from agents.ppo import RecurrentPPO
 from rl_lstm.agent import RecurrentAgent
 from rl_lstm.errors import ConfigError
 
@@ -245,3 +246,24 @@ def test_a_space_a_trainer_cannot_take_is_a_config_error(
         with pytest.raises(ConfigError, match=named):
             agent_class(name)(env, **TINY[name])
         env.close()
+
+
+def _layers(vector_env: gym.vector.VectorEnv) -> list[str]:
+    names = []
+    while isinstance(vector_env, gym.vector.VectorWrapper):
+        names.append(type(vector_env).__name__)
+        vector_env = vector_env.env
+    return names
+
+
+def test_an_env_object_gets_the_same_layers_as_its_id() -> None:
+    # PPO normalizes rewards by default: an env handed over as an object must not train without it.
+    settings = {"num_envs": 1, "n_steps": 8, "seq_len": 8, "batch_size": 8, "normalize_observations": True,
+                "prev_action_reward": True, "vectorization": "sync"}
+    by_id = RecurrentPPO("CartPole-v1", **settings)
+    by_object = RecurrentPPO(gym.make("CartPole-v1"), **settings)
+    assert _layers(by_object.env) == _layers(by_id.env) == [
+        "NormalizeReward", "PrevActionReward", "NormalizeObservation", "RecordEpisodeStatistics"
+    ]
+    by_id.close()
+    by_object.close()
