@@ -41,8 +41,11 @@ class PPOConfig(EnvConfig, PolicyConfig):
     # reach 100) let the value loss take over the core's gradient; without it PPO's defaults solved CartPole on 1 of
     # 5 seeds, with it on 5 of 5.
     normalize_rewards: bool = True
-    n_steps: int = 64  # steps per env per rollout
-    seq_len: int = 32  # truncated-BPTT length in steps; n_steps must be a multiple of it
+    # Sequences of 128 steps: with 32 the gradient never reached a cue more than 32 steps before the decision, and
+    # the T-maze of length 50 (51-step episodes) stayed at chance on 2 of 5 seeds; with 128 (a 2-chunk minibatch,
+    # so as many updates per env step as before) it is solved on 5 of 5, as are the other tasks 32 solved.
+    n_steps: int = 128  # steps per env per rollout
+    seq_len: int = 128  # truncated-BPTT length in steps; n_steps must be a multiple of it
     batch_size: int = 256  # steps per minibatch (whole sequences): a multiple of seq_len, at most n_steps * num_envs
     n_epochs: int = 4  # passes over each rollout
     learning_rate: float = 1e-3  # Adam step size (the start value under the linear schedule)
@@ -208,7 +211,7 @@ class RecurrentPPO(RecurrentAgent):
             for batch in self.buffer.minibatches(config.batch_size, self.rng):
                 log_prob, entropy, values = self.policy.evaluate_actions(
                     batch.observations, batch.actions, batch.initial_state, batch.episode_starts, batch.action_masks
-                )  # each [seq_len, pieces]
+                )  # each [L, pieces], L the minibatch's longest piece
                 weights = batch.valid / batch.valid.sum().clamp(min=1)  # a mean over the real steps
                 advantages = batch.advantages
                 if config.normalize_advantage:

@@ -3,7 +3,7 @@
 A rollout of ``n_steps`` steps from ``n_envs`` envs is cut along time into *chunks* of ``seq_len``
 steps; the core state at the start of each chunk is stored during the rollout. A minibatch is a
 set of whole chunks, so it always holds ``batch_size`` steps. Inside a minibatch, each chunk is cut
-again where an episode starts into *pieces*; the pieces are padded to ``seq_len`` and run through
+again where an episode starts into *pieces*; the pieces are padded to the longest of them and run through
 the core in one call (one fused ``nn.LSTM`` kernel, no reset inside a sequence), starting from the
 chunk's stored state or, after an episode start, from zeros.
 """
@@ -69,7 +69,7 @@ class PieceLayout:
 
 @dataclass
 class SequenceBatch:
-    """A minibatch of padded pieces: tensors ``[seq_len, num_pieces, ...]`` and their start state."""
+    """A minibatch of padded pieces: tensors ``[L, num_pieces, ...]`` (L: its longest piece) and their start state."""
 
     observations: Any
     actions: Tensor
@@ -78,8 +78,8 @@ class SequenceBatch:
     old_values: Tensor
     advantages: Tensor
     returns: Tensor
-    inside: Tensor  # [seq_len, num_pieces] bool: a step of the rollout (not padding)
-    valid: Tensor  # [seq_len, num_pieces] bool: a real transition (inside, and not an autoreset step)
+    inside: Tensor  # [L, num_pieces] bool: a step of the rollout (not padding)
+    valid: Tensor  # [L, num_pieces] bool: a real transition (inside, and not an autoreset step)
     initial_state: State
     episode_starts: Tensor  # all False: pieces never contain a reset after step 0
 
@@ -209,10 +209,12 @@ class RolloutBuffer:
         """Minibatches of ``chunks_per_batch`` chunks each, taken in ``order``."""
         layout, data = self._layout, self._tensors
         num_chunks = len(order)
-        steps_in_piece = np.arange(self.seq_len)[:, None]
         for first in range(0, num_chunks - chunks_per_batch + 1, chunks_per_batch):
             pieces = layout.pieces_of(order[first : first + chunks_per_batch])
             piece_chunks = layout.chunk[pieces]
+            # Pad to the longest piece, not to seq_len: with sequences longer than the episodes (a seq_len that
+            # holds a whole episode) most of a chunk-long padding would be steps the core runs for nothing.
+            steps_in_piece = np.arange(layout.length[pieces].max())[:, None]
             source_steps = np.minimum(layout.offset[pieces] + steps_in_piece, self.seq_len - 1)  # [L, P]
             inside = torch.as_tensor(steps_in_piece < layout.length[pieces], device=self.device)
             steps_index = torch.as_tensor(source_steps, device=self.device)
