@@ -38,6 +38,11 @@ BUILTIN_ENVS: tuple[BuiltinEnv, ...] = (
     BuiltinEnv("NoisyTMaze-v0", "envs.tmaze", "TMazeEnv", "TMazeVectorEnv", "TMazeOracle", {"noise_std": 0.1}),
     BuiltinEnv("NiPassiveTMaze-v0", "envs.ni_tmaze", "NiPassiveTMazeEnv", "NiPassiveTMazeVectorEnv", "NiTMazeOracle"),
     BuiltinEnv("NiActiveTMaze-v0", "envs.ni_tmaze", "NiActiveTMazeEnv", "NiActiveTMazeVectorEnv", "NiTMazeOracle"),
+    BuiltinEnv("PixelTMaze-v0", "envs.pixel_tmaze", "PixelTMazeEnv", "PixelTMazeVectorEnv", "PixelTMazeOracle"),
+    BuiltinEnv(
+        "PixelPassiveTMaze-v0", "envs.pixel_tmaze", "PixelPassiveTMazeEnv", "PixelPassiveTMazeVectorEnv",
+        "PixelPassiveTMazeOracle",
+    ),
     BuiltinEnv(
         "CartPolePositionOnly-v0", "envs.control", "CartPolePositionOnlyEnv", "CartPolePositionOnlyVectorEnv",
         "CartPolePositionOnlyOracle", max_episode_steps=500,

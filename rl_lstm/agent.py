@@ -38,7 +38,9 @@ Callback = Callable[["RecurrentAgent"], "bool | None"]
 class PolicyConfig:
     """The policy's architecture (shared by every gradient agent's config)."""
 
-    core: str = "lstm"  # "lstm" (fused nn.LSTM), "gru", "peephole" (Gers & Schmidhuber 2000), "mlp" (no memory)
+    # "lstm" (fused nn.LSTM), "gru", "peephole" (Gers & Schmidhuber 2000), "mlp" (no memory), "convlstm" (Shi et al.
+    # 2015: convolutional gates over image observations; hidden_size is then its channels per layer)
+    core: str = "lstm"
     hidden_size: int = 64  # units per core layer
     num_layers: int = 1  # stacked core layers
     core_kwargs: dict = field(default_factory=dict)  # e.g. {forget_bias: 1.0}
@@ -49,6 +51,9 @@ class PolicyConfig:
     activation: str = "tanh"  # "tanh" or "relu"
     ortho_init: bool = True  # SB3's orthogonal initialization
     log_std_init: float = 0.0  # initial log std of Box actions
+    image_encoder_channels: int = 16  # convlstm: channels of the 3x3 conv between image and core; 0: the pixels
+    image_encoder_stride: int = 1  # convlstm: that conv's stride (2 halves the image)
+    image_head: str = "flatten"  # convlstm: "flatten" or "pool" the core's output maps for the action/value MLPs
 
     def policy_kwargs(self) -> dict[str, Any]:
         """The constructor arguments of :class:`RecurrentActorCritic`."""

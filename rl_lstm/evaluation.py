@@ -360,9 +360,20 @@ def plot_memory(
     )
     figure.colorbar(image, ax=memory_axes, label="cell state / the unit's largest |c|")
     num_units = trace.cell_states.shape[1]
-    ticks = range(0, num_units, max(1, num_units // 16))
-    memory_axes.set_yticks(list(ticks), [f"{unit} (|c| <= {unit_magnitudes[unit]:.3g})" for unit in ticks])
-    memory_axes.set_ylabel("core unit")
+    map_shape = getattr(agent.policy.actor_core, "map_shape", None)
+    if map_shape is None:
+        ticks = range(0, num_units, max(1, num_units // 16))
+        memory_axes.set_yticks(list(ticks), [f"{unit} (|c| <= {unit_magnitudes[unit]:.3g})" for unit in ticks])
+        memory_axes.set_ylabel("core unit")
+    else:
+        # A convolutional core's memory is maps: one band of rows per cell channel, its positions row by row.
+        channels, height, width = map_shape
+        positions = height * width
+        for boundary in range(positions, num_units, positions):
+            memory_axes.axhline(boundary - 0.5, color="black", linewidth=0.5)
+        ticks = range(0, num_units, positions * max(1, channels // 16))
+        memory_axes.set_yticks(list(ticks), [f"channel {unit // positions}" for unit in ticks])
+        memory_axes.set_ylabel(f"cell channel ({height} x {width} positions each)")
     memory_axes.set_xlabel("step")
     figure.suptitle(f"{trace.env_id}: return {trace.episode_return:.2f} over {steps} steps (seed {seed})")
     path = Path(path)

@@ -5,7 +5,8 @@ the state travels explicitly (the contract of ``RecurrentAgent.predict``):
 
 - inputs: the observation (``observation``; one input per part of a Dict or Tuple space, ``observation_<key>``,
   nested parts joined by ``_``), the state tensors ``state_0 .. state_{k-1}`` in ``RecurrentActorCritic.initial_state``
-  order (actor core, then critic core), each ``[num_layers, batch, hidden_size]`` float32, and ``episode_start``
+  order (actor core, then critic core), each ``[num_layers, batch, hidden_size]`` float32 (a convlstm core's maps
+  flattened, ``hidden_size = channels * height * width``), and ``episode_start``
   ``[batch]`` bool: where true that copy's state is reset to zeros before the step, as the policy does.
 - outputs: ``action`` (the most probable action; Box actions clipped into the space's bounds), the distribution's
   parameters (``logits [batch, *action_shape, max(nvec)]``: normalized log-probabilities, where a MultiDiscrete
@@ -195,7 +196,7 @@ def _untraceable(policy: RecurrentActorCritic, format: str, problem: str) -> RLL
         f"cannot export the policy as {format}: its core ({names}) does not trace ({problem}). Tracing records "
         "Python control flow on tensor values or sizes (an if on a tensor, a loop over the batch) as constants: write "
         "the core with tensor operations (torch.where, batched matmuls), or use a built-in core (lstm, gru, peephole, "
-        "mlp)."
+        "mlp, convlstm)."
     )
 
 

@@ -19,7 +19,7 @@ from gymnasium import spaces
 from torch import Tensor, nn
 from torch.distributions import Categorical, Normal
 
-from rl_lstm.cores import State, make_core
+from rl_lstm.cores import SPATIAL_CORES, State, make_core
 from rl_lstm.errors import ConfigError
 
 Observation = Tensor | np.ndarray | dict[str, Any] | tuple[Any, ...]
@@ -131,10 +131,69 @@ class ImageEncoder(nn.Module):
 
     def forward(self, obs: Tensor) -> Tensor:
         """``[..., (k,) H, W, C]`` uint8 -> ``[..., out_features]``."""
-        lead = obs.shape[: obs.dim() - self.event_ndim]
-        frames = obs.reshape(-1, *obs.shape[len(lead) :]).movedim(-1, -3)  # [N, (k,) C, H, W]
-        pixels = frames.flatten(1, -3).float() / 255.0  # [N, k*C, H, W]
-        return self.linear(self.cnn(pixels)).reshape(*lead, self.out_features)
+        lead, frames = channels_first(obs, self.event_ndim)
+        return self.linear(self.cnn(frames.float() / 255.0)).reshape(*lead, self.out_features)
+
+
+def channels_first(obs: Tensor, event_ndim: int) -> tuple[torch.Size, Tensor]:
+    """Images ``[..., (k,) H, W, C]`` as one batch of maps ``[N, k*C, H, W]``, and the leading dims ``...``."""
+    lead = obs.shape[: obs.dim() - event_ndim]
+    frames = obs.reshape(-1, *obs.shape[len(lead) :]).movedim(-1, -3)  # [N, (k,) C, H, W]
+    return lead, frames.flatten(1, -3)
+
+
+def is_image_like_space(space: spaces.Space) -> bool:
+    """True for Box spaces shaped like images, HxWxC or kxHxWxC, of any dtype: what a convolutional core can read."""
+    return isinstance(space, spaces.Box) and len(space.shape) in (3, 4)
+
+
+class ImageMapEncoder(nn.Module):
+    """Images as feature maps for a convolutional core (ConvLSTM): ``[..., (k,) H, W, C]`` -> ``[..., C', H', W']``.
+
+    uint8 images in 0..255 are scaled to [0, 1]; float images are taken as they are. With ``channels`` > 0 a padded
+    3x3 convolution of that many channels and ``stride`` (2 halves the map) and a ReLU come first; with 0 the core
+    reads the pixels themselves. Unlike :class:`ImageEncoder` nothing is flattened, so the core's memory keeps the
+    image's layout. k stacked frames enter as one image of k*C channels.
+    """
+
+    def __init__(self, space: spaces.Box, channels: int, stride: int) -> None:
+        super().__init__()
+        *stack, height, width, image_channels = space.shape
+        self.event_ndim = len(space.shape)
+        self.scale = 1.0 / 255.0 if is_image_space(space) else 1.0
+        image_channels *= int(np.prod(stack))
+        self.conv: nn.Module = nn.Identity()
+        if channels > 0:
+            self.conv = nn.Sequential(nn.Conv2d(image_channels, channels, 3, stride=stride, padding=1), nn.ReLU())
+        with torch.no_grad():
+            self.out_shape = tuple(self.conv(torch.zeros(1, image_channels, height, width)).shape[1:])
+
+    def forward(self, obs: Tensor) -> Tensor:
+        """``[..., (k,) H, W, C]`` images -> ``[..., *out_shape]`` feature maps."""
+        lead, frames = channels_first(obs, self.event_ndim)
+        return self.conv(frames.float() * self.scale).reshape(*lead, *self.out_shape)
+
+
+IMAGE_HEADS = ("flatten", "pool")
+
+
+class MapHead(nn.Module):
+    """A convolutional core's output maps ``[..., C, H, W]`` as the heads' input vector ``[..., out_features]``.
+
+    ``"flatten"`` keeps every position (a head can read where in the image the memory holds something);
+    ``"pool"`` averages each channel over the map (C features, whatever the image size).
+    """
+
+    def __init__(self, map_shape: tuple[int, int, int], mode: str) -> None:
+        super().__init__()
+        if mode not in IMAGE_HEADS:
+            raise ConfigError(f"image_head={mode!r} is not a map head; allowed: {', '.join(IMAGE_HEADS)}")
+        self.mode = mode
+        self.out_features = int(np.prod(map_shape)) if mode == "flatten" else map_shape[0]
+
+    def forward(self, maps: Tensor) -> Tensor:
+        """``[..., C, H, W]`` -> ``[..., out_features]``."""
+        return maps.flatten(-3) if self.mode == "flatten" else maps.mean(dim=(-2, -1))
 
 
 class CompositeEncoder(nn.Module):
@@ -169,6 +228,31 @@ def make_encoder(space: spaces.Space) -> nn.Module:
         f"Unsupported observation space {space}. Supported: {SUPPORTED_OBSERVATION_SPACES}. "
         "Wrap the env to convert its observations, e.g. with gymnasium.wrappers.FlattenObservation."
     )
+
+
+def make_map_encoder(
+    space: spaces.Space, mlp_encoder: Sequence[int], channels: int, stride: int
+) -> ImageMapEncoder:
+    """The encoder in front of a convolutional core; a ConfigError for spaces and options it cannot take."""
+    if not is_image_like_space(space):
+        raise ConfigError(
+            f"A convolutional core (convlstm) reads images, but the observation space is {space}. It takes a Box "
+            "HxWxC (uint8 0..255 or float) or kxHxWxC; use core 'lstm' for other observations."
+        )
+    if mlp_encoder:
+        raise ConfigError(
+            f"mlp_encoder={list(mlp_encoder)} flattens the features a convolutional core reads as maps; drop "
+            "mlp_encoder (set image_encoder_channels and image_encoder_stride instead)"
+        )
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 0:
+        raise ConfigError(f"image_encoder_channels must be an integer >= 0 (0: no convolution), got {channels!r}")
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise ConfigError(f"image_encoder_stride must be an integer >= 1, got {stride!r}")
+    if stride > 1 and channels == 0:
+        raise ConfigError(
+            f"image_encoder_stride={stride} needs the encoder's convolution: set image_encoder_channels > 0"
+        )
+    return ImageMapEncoder(space, channels, stride)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -330,7 +414,9 @@ def make_action_head(space: spaces.Space, latent_size: int, log_std_init: float)
 CoreSpec = str | nn.Module | Callable[..., nn.Module]
 
 
-def build_core(core: CoreSpec, input_size: int, hidden_size: int, num_layers: int, core_kwargs: dict) -> nn.Module:
+def build_core(
+    core: CoreSpec, input_size: int | tuple[int, ...], hidden_size: int, num_layers: int, core_kwargs: dict
+) -> nn.Module:
     """A core from a kind name, a ready core instance, or a factory called like ``make_core`` without the kind."""
     if isinstance(core, str):
         return make_core(core, input_size, hidden_size, num_layers, **core_kwargs)
@@ -345,7 +431,7 @@ class RecurrentActorCritic(nn.Module):
     Args:
         observation_space: the env's single observation space.
         action_space: the env's single action space (Discrete, MultiDiscrete or Box).
-        core: ``"lstm"``, ``"gru"`` or ``"peephole"``; or a core instance, or a factory
+        core: ``"lstm"``, ``"gru"``, ``"peephole"``, ``"mlp"`` or ``"convlstm"``; or a core instance, or a factory
             ``factory(input_size, hidden_size, num_layers, **core_kwargs)``, following ``rl_lstm.cores.RecurrentCore``.
             A separate critic gets a deep copy of a core instance.
         hidden_size: units per core layer.
@@ -360,6 +446,14 @@ class RecurrentActorCritic(nn.Module):
             value head); cores keep their own init.
         mlp_encoder: hidden layer sizes of an MLP applied to the encoded observation before the core.
         log_std_init: initial log standard deviation of Box actions (0.0: std 1, as SB3).
+        image_encoder_channels: with a convolutional core (``"convlstm"``, or a core instance with ``map_shape``):
+            channels of the 3x3 convolution between the image and the core; 0 feeds the core the pixels.
+        image_encoder_stride: that convolution's stride (2 halves the image's height and width).
+        image_head: with a convolutional core, how its output maps reach the MLPs: ``"flatten"`` (every position)
+            or ``"pool"`` (each channel's mean over the map).
+
+    A convolutional core takes image observations (a Box HxWxC, uint8 or float, or kxHxWxC) as feature maps
+    (:class:`ImageMapEncoder`), and :class:`MapHead` turns its output maps into the MLPs' input.
 
     The policy state is the actor core's state tuple followed by the critic core's (only the actor's with a shared
     core): a flat tuple of tensors each ``[num_layers, B, hidden_size]``.
@@ -380,14 +474,26 @@ class RecurrentActorCritic(nn.Module):
         ortho_init: bool = True,
         mlp_encoder: Sequence[int] = (),
         log_std_init: float = 0.0,
+        image_encoder_channels: int = 16,
+        image_encoder_stride: int = 1,
+        image_head: str = "flatten",
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ConfigError(f"Unknown activation {activation!r}. Valid: {', '.join(ACTIVATIONS)}.")
         self.observation_space = observation_space
         self.action_space = action_space
-        self.encoder = make_encoder(observation_space)
-        self.encoder_mlp, features_size = mlp(self.encoder.out_features, mlp_encoder, activation)
+        # A convolutional core by name, as an instance (its maps' shape) or as its class used as the factory.
+        spatial = (core in SPATIAL_CORES if isinstance(core, str)
+                   else hasattr(core, "map_shape") or core in SPATIAL_CORES.values())
+        features_size: int | tuple[int, ...]
+        if spatial:
+            self.encoder = make_map_encoder(observation_space, mlp_encoder, image_encoder_channels,
+                                            image_encoder_stride)
+            self.encoder_mlp, features_size = nn.Sequential(), self.encoder.out_shape
+        else:
+            self.encoder = make_encoder(observation_space)
+            self.encoder_mlp, features_size = mlp(self.encoder.out_features, mlp_encoder, activation)
 
         core_kwargs = core_kwargs or {}
         self.actor_core = build_core(core, features_size, hidden_size, num_layers, core_kwargs)
@@ -400,8 +506,16 @@ class RecurrentActorCritic(nn.Module):
             )
         self.num_actor_state_tensors = len(self.actor_core.initial_state(1))
 
-        self.pi_mlp, latent_pi_size = mlp(self.actor_core.hidden_size, net_arch_pi, activation)
-        self.vf_mlp, latent_vf_size = mlp((self.critic_core or self.actor_core).hidden_size, net_arch_vf, activation)
+        # Vector cores' outputs go to the MLPs as they are; a convolutional core's maps are flattened or pooled.
+        self.actor_head: nn.Module = nn.Identity()
+        self.critic_head: nn.Module = nn.Identity()
+        actor_size, critic_size = self.actor_core.hidden_size, (self.critic_core or self.actor_core).hidden_size
+        if spatial:
+            self.actor_head = MapHead(self.actor_core.map_shape, image_head)
+            self.critic_head = MapHead((self.critic_core or self.actor_core).map_shape, image_head)
+            actor_size, critic_size = self.actor_head.out_features, self.critic_head.out_features
+        self.pi_mlp, latent_pi_size = mlp(actor_size, net_arch_pi, activation)
+        self.vf_mlp, latent_vf_size = mlp(critic_size, net_arch_vf, activation)
         self.action_head = make_action_head(action_space, latent_pi_size, log_std_init)
         self.value_head = nn.Linear(latent_vf_size, 1)
         if ortho_init:
@@ -440,7 +554,8 @@ class RecurrentActorCritic(nn.Module):
         critic_out = actor_out
         if self.critic_core is not None:
             critic_out, critic_state = self.critic_core(features, critic_state, episode_starts)
-        return self.pi_mlp(actor_out), self.vf_mlp(critic_out), (*actor_state, *critic_state)
+        latent_pi, latent_vf = self.pi_mlp(self.actor_head(actor_out)), self.vf_mlp(self.critic_head(critic_out))
+        return latent_pi, latent_vf, (*actor_state, *critic_state)
 
     def forward_sequence(
         self, obs: Observation, state: State, episode_starts: Tensor, action_masks: Tensor | None = None

@@ -6,6 +6,7 @@
     python scripts/benchmark.py evolino-speed  # RL Evolino: batched population evaluation, Ray workers
     python scripts/benchmark.py evolino      # RL Evolino with its presets: evaluations and seconds to solve
     python scripts/benchmark.py memory       # memory span: longest T-maze corridor each trainer solves
+    python scripts/benchmark.py convlstm     # ConvLSTM against CNN + LSTM on the pixel passive T-maze
 
 Each benchmark rewrites only its own section of docs/benchmarks.md (between
 ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``), with the command that produced it.
@@ -117,6 +118,7 @@ def benchmark_envs(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Parse the benchmark name and its options, run it, and record the result."""
+    import benchmark_convlstm
     import benchmark_evolino
     import benchmark_memory
     import benchmark_ppo
@@ -132,6 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     benchmark_ppo.add_parsers(subparsers)
     benchmark_evolino.add_parsers(subparsers)
     benchmark_memory.add_parsers(subparsers)
+    benchmark_convlstm.add_parsers(subparsers)
     args = parser.parse_args(argv)
     # Quoted as a shell would need it: a task such as "rl_lstm/TMaze-v0@success>=0.95" holds a ">".
     command = shlex.join(["python", "scripts/benchmark.py", *(argv if argv is not None else sys.argv[1:])])
