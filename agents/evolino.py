@@ -16,9 +16,10 @@ teacher there are no targets to regress on, so this trainer is our extension, af
 
 Read top to bottom: the hyperparameters; ``PopulationEvaluator`` plays one episode for each (network, episode)
 job, all jobs of a round in one vector env and one batched forward pass per step; ``RayEvaluator`` shards the
-jobs over Ray actors; ``RecurrentEvolino._iterate`` is one generation: assemble networks -> evaluate -> credit
-and breed -> copy the best network into the policy. The result is an ordinary ``RecurrentActorCritic`` with a
-peephole-LSTM core, so ``.predict``, ``.save``, ``.load`` and ``rl-lstm evaluate`` treat it like a PPO policy.
+jobs over Ray actors (a ``rl_lstm.ray_workers.WorkerPool``); ``RecurrentEvolino._iterate`` is one generation:
+assemble networks -> evaluate -> credit and breed -> copy the best network into the policy. The result is an
+ordinary ``RecurrentActorCritic`` with a peephole-LSTM core, so ``.predict``, ``.save``, ``.load`` and
+``rl-lstm evaluate`` treat it like a PPO policy.
 """
 
 from __future__ import annotations
@@ -39,13 +40,12 @@ from rl_lstm.errors import ConfigError, EnvStepError
 from rl_lstm.esp import EnforcedSubpopulations, LSTMLayout, PopulationLSTM, validate_esp_settings
 from rl_lstm.logger import EpisodeStatistics
 from rl_lstm.policies import ImageEncoder, make_action_head, make_encoder, map_observation
-from rl_lstm.vec_env import action_masks, make_vector_env, resolve_env_id
-
-BACKENDS = ("local", "ray")
+from rl_lstm.ray_workers import RayConfig, WorkerPool, require_env_id
+from rl_lstm.vec_env import action_masks, make_vector_env
 
 
 @dataclass
-class EvolinoConfig(EnvConfig):
+class EvolinoConfig(EnvConfig, RayConfig):
     """Hyperparameters of RL Evolino (plus the env keys every agent shares)."""
 
     num_envs: int = 256  # env copies stepped together; a generation's jobs run in rounds of this many
@@ -61,9 +61,7 @@ class EvolinoConfig(EnvConfig):
     burst_after: int = 20  # generations without a better network before a burst mutation (Evolino: 20)
     burst_scale: float = 0.3  # scale of the Cauchy noise around the best network in a burst mutation
     max_episode_steps: int = 100_000  # an episode still running after this many steps is cut (safety net)
-    backend: str = "local"  # "local" (in-process) or "ray" (jobs sharded over Ray actors)
-    ray_workers: int = 2  # Ray actors, each with its own vector env of num_envs copies
-    ray_address: str | None = None  # join this Ray cluster ("auto" or "ray://host:port"); None starts a local one
+    # backend "ray": the jobs are sharded over ray_workers actors, each with its own vector env of num_envs copies
 
     def validate(self) -> None:
         """Range checks: each error names the key and what is allowed."""
@@ -75,8 +73,7 @@ class EvolinoConfig(EnvConfig):
         )
         require(self.episodes_per_network >= 1, f"episodes_per_network must be >= 1, got {self.episodes_per_network}")
         require(self.max_episode_steps >= 1, f"max_episode_steps must be at least 1, got {self.max_episode_steps}")
-        require(self.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
-        require(self.ray_workers >= 1, f"ray_workers must be at least 1, got {self.ray_workers}")
+        self.validate_backend()
         require(
             not (self.normalize_observations or self.normalize_rewards),
             "Evolino compares fixed networks by their returns: normalize_observations and normalize_rewards must "
@@ -220,74 +217,30 @@ class RayEvaluator:
     """
 
     def __init__(self, spec: dict[str, Any], num_workers: int, address: str | None) -> None:
-        try:
-            import ray
-        except ImportError as error:
-            raise ConfigError(
-                "backend='ray' needs Ray: pip install 'rl-lstm[ray]' (or pip install 'ray>=2.9')"
-            ) from error
-        self.ray = ray
-        if not ray.is_initialized():
-            if address is None:
-                ray.init(num_cpus=num_workers, include_dashboard=False, log_to_driver=False)
-            else:
-                ray.init(address=address, log_to_driver=False)
-        self.spec = spec
-        # One CPU each, no automatic restart: a dead worker is replaced here, where its shard is known.
-        self.actor_class = ray.remote(num_cpus=1, max_restarts=0)(_RayWorker)
-        self.workers = [self._new_worker() for _ in range(num_workers)]
-        self.replaced_workers = 0
+        self.pool = WorkerPool(PopulationEvaluator.from_spec, [spec] * num_workers, address)
 
-    def _new_worker(self) -> Any:
-        return self.actor_class.remote(self.spec)
+    @property
+    def workers(self) -> list[Any]:
+        """The Ray actors."""
+        return self.pool.workers
+
+    @property
+    def replaced_workers(self) -> int:
+        """Workers that died and were replaced so far."""
+        return self.pool.replaced_workers
 
     def evaluate(self, chromosomes: list[np.ndarray], seeds: np.ndarray) -> EpisodeResults:
         """Contiguous shards of the jobs, one per worker, each job with its own env seed."""
         num_jobs = len(chromosomes[0])
         bounds = np.linspace(0, num_jobs, len(self.workers) + 1).astype(int)
         shards = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-        pending = {
-            index: self.workers[index].evaluate.remote([c[a:b] for c in chromosomes], seeds[a:b])
-            for index, (a, b) in enumerate(shards)
-        }
-        results: dict[int, EpisodeResults] = {}
-        while pending:
-            index, future = next(iter(pending.items()))
-            try:
-                results[index] = self.ray.get(future)
-                del pending[index]
-            except self.ray.exceptions.RayActorError:
-                a, b = shards[index]
-                self.workers[index] = self._new_worker()
-                self.replaced_workers += 1
-                pending[index] = self.workers[index].evaluate.remote([c[a:b] for c in chromosomes], seeds[a:b])
-        ordered = [results[index] for index in range(len(shards))]
-        return EpisodeResults(*(np.concatenate([getattr(r, k) for r in ordered]) for k in ("returns", "lengths",
+        results = self.pool.run([[("evaluate", ([c[a:b] for c in chromosomes], seeds[a:b]))] for a, b in shards])
+        return EpisodeResults(*(np.concatenate([getattr(r, k) for r in results]) for k in ("returns", "lengths",
                                                                                           "successes")))
 
     def close(self) -> None:
-        """Stop the actors (the Ray cluster itself stays up for whoever started it)."""
-        for worker in self.workers:
-            self.ray.kill(worker)
-
-
-class _RayWorker:
-    """A Ray actor holding one :class:`PopulationEvaluator` (built in the worker process, env included)."""
-
-    def __init__(self, spec: dict[str, Any]) -> None:
-        import envs  # noqa: F401  (registers the rl_lstm/ env ids in the worker process)
-
-        self.evaluator = PopulationEvaluator.from_spec(spec)
-
-    def evaluate(self, chromosomes: list[np.ndarray], seeds: np.ndarray) -> EpisodeResults:
-        """One episode per job of this shard."""
-        return self.evaluator.evaluate(chromosomes, seeds)
-
-    def pid(self) -> int:
-        """The worker's process id (tests kill it)."""
-        import os
-
-        return os.getpid()
+        """Stop the actors (and the Ray cluster, if this evaluator started it)."""
+        self.pool.close()
 
 
 class RecurrentEvolino(RecurrentAgent):
@@ -343,12 +296,7 @@ class RecurrentEvolino(RecurrentAgent):
             # Ours, not the papers': like the forget-gate bias of gradient LSTMs, a positive start lets memory last.
             self.esp.subpopulations[cell][:, self.layout.forget_bias_index] += config.forget_bias
         if config.backend == "ray":
-            try:
-                resolve_env_id(self.env_id)  # "package.module:Env-v0" ids too: each worker imports the package
-            except ConfigError as error:
-                raise ConfigError(
-                    f"backend='ray' builds the env in every worker, so pass the env as a registered id ({error})"
-                ) from None
+            require_env_id(self.env_id)
             spec = evaluator_spec(self.env_id, config, self.layout)
             self.evaluator: PopulationEvaluator | RayEvaluator = RayEvaluator(spec, config.ray_workers,
                                                                               config.ray_address)

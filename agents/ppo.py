@@ -4,6 +4,10 @@ Read top to bottom: the hyperparameters, then ``learn`` = collect a rollout -> c
 -> update on minibatches of whole sequences -> log. What other agents share (cores, policy, buffer,
 logging, checkpoints, configs) is imported from ``rl_lstm``.
 
+Collection: a :class:`RolloutCollector` steps a vector env with the policy; in-process PPO holds one over all its
+copies. With ``backend="ray"`` each Ray worker holds one over its own copies and the learner assembles their parts
+into the same buffer (``rl_lstm.ray_workers``); the targets and the update are the same code either way.
+
 Sequences: the rollout of ``n_steps`` per env is cut into chunks of ``seq_len`` steps whose core
 state is stored when the rollout reaches them (truncated BPTT: gradients flow ``seq_len`` steps
 back). A minibatch is ``batch_size / seq_len`` whole chunks, so it always holds ``batch_size`` steps;
@@ -26,11 +30,14 @@ from rl_lstm.checkpoints import env_state, load_env_state
 from rl_lstm.config import require
 from rl_lstm.errors import NumericalError
 from rl_lstm.logger import EpisodeStatistics
-from rl_lstm.vec_env import action_masks
+from rl_lstm.policies import map_observation
+from rl_lstm.ray_workers import RayBackend, RolloutWorkersConfig
+from rl_lstm.rollouts import Collector, EpisodeRecords
+from rl_lstm.vec_env import NormalizeReward, RolloutRewardNormalizer, action_masks, find_wrapper
 
 
 @dataclass
-class PPOConfig(EnvConfig, PolicyConfig):
+class PPOConfig(EnvConfig, PolicyConfig, RolloutWorkersConfig):
     """Hyperparameters of recurrent PPO (plus the env and policy keys it shares with the other agents)."""
 
     num_envs: int = 16  # env copies stepped together
@@ -67,6 +74,7 @@ class PPOConfig(EnvConfig, PolicyConfig):
     def validate(self) -> None:
         """Range checks: each error names the key and what is allowed."""
         self.validate_env()
+        self.validate_backend()
         require(self.n_steps >= 1, f"n_steps must be at least 1, got {self.n_steps}")
         require(self.seq_len >= 1, f"seq_len must be at least 1, got {self.seq_len}")
         require(
@@ -93,7 +101,95 @@ class PPOConfig(EnvConfig, PolicyConfig):
             require(getattr(self, key) in SCHEDULES, f"{key} must be one of {', '.join(SCHEDULES)}")
 
 
-class RecurrentPPO(RecurrentAgent):
+@dataclass
+class RolloutPart:
+    """What a collector hands the learner: its buffer, the env's own rewards, values after the last step, episodes."""
+
+    buffer: RolloutBuffer
+    env_rewards: np.ndarray  # [n_steps, copies], before reward normalization (a Ray worker's env does none)
+    last_values: np.ndarray  # [copies]
+    episodes: EpisodeRecords
+    memory_magnitude: float  # mean |cell state| over the steps
+
+
+class RolloutCollector(Collector):
+    """Steps a vector env with the policy for ``n_steps`` into its buffer: a whole rollout, or a Ray worker's part."""
+
+    def __init__(self, *args: Any, n_steps: int, seq_len: int) -> None:
+        super().__init__(*args)
+        self.buffer = RolloutBuffer(n_steps, self.env.num_envs, seq_len, self.policy.device)
+        self.rollout: dict[str, Any] | None = None  # what one rollout hands the next: observations, core state, ...
+
+    def collect(self, reset_seed: int | None, noise_key: int) -> RolloutPart:
+        """Fill the buffer, from a reset seeded ``reset_seed`` (+ first copy) when no rollout ran before."""
+        num_envs = self.env.num_envs
+        if self.rollout is None:
+            observations, infos = self.reset_env(reset_seed)
+            self.rollout = {
+                "observations": observations,
+                "infos": infos,
+                "state": self.policy.initial_state(num_envs),
+                "episode_starts": np.ones(num_envs, dtype=bool),
+                "autoresetting": np.zeros(num_envs, dtype=bool),
+            }
+        rollout, buffer = self.rollout, self.buffer
+        buffer.reset()
+        env_rewards, infos_per_step = [], []
+        memory_magnitude = 0.0
+        self.policy.eval()
+        with torch.no_grad():
+            for step in range(buffer.n_steps):
+                masks = action_masks(self.env, rollout["infos"])
+                state_before = rollout["state"]
+                actions, log_probs, values, rollout["state"] = self.act(
+                    rollout["observations"], state_before, rollout["episode_starts"], masks, noise_key, step
+                )
+                memory_magnitude += self.policy.memory(rollout["state"]).abs().mean().item()
+                # The step after an episode ends is gymnasium's autoreset step: no transition, masked from the loss.
+                buffer.add(
+                    rollout["observations"],
+                    actions.cpu().numpy(),
+                    masks,
+                    log_probs.cpu().numpy(),
+                    values.cpu().numpy(),
+                    rollout["episode_starts"],
+                    ~rollout["autoresetting"],
+                    state_before,
+                )
+                observations, rewards, terminated, truncated, infos = self.step_env(actions)
+                buffer.add_outcome(rewards, terminated, truncated)
+                env_rewards.append(rewards)
+                infos_per_step.append(infos)
+                rollout["episode_starts"] = rollout["autoresetting"]
+                rollout["autoresetting"] = terminated | truncated
+                rollout["observations"], rollout["infos"] = observations, infos
+            last_values = self.policy.predict_values(
+                rollout["observations"], rollout["state"], torch.as_tensor(rollout["episode_starts"])
+            )
+        episodes = EpisodeRecords.from_infos(infos_per_step, num_envs)
+        return RolloutPart(buffer, np.stack(env_rewards), last_values.cpu().numpy(), episodes,
+                           memory_magnitude / buffer.n_steps)
+
+    def episode_state(self) -> dict[str, Any] | None:
+        """The rollout carried to the next and the env's state, or None where the env's cannot be read."""
+        state = None if self.rollout is None else env_state(self.env)
+        return None if state is None else {"env": state, "rollout": self.rollout}
+
+    def resume(self, state: dict[str, Any]) -> None:
+        """Continue the rollout :meth:`episode_state` saved."""
+        load_env_state(self.env, state["env"])
+        rollout = state["rollout"]
+        self.rollout = {
+            **rollout,
+            # Writable copies: Ray hands a worker read-only arrays.
+            "observations": map_observation(np.array, rollout["observations"]),
+            "episode_starts": np.array(rollout["episode_starts"]),
+            "autoresetting": np.array(rollout["autoresetting"]),
+            "state": tuple(tensor.to(self.policy.device) for tensor in rollout["state"]),
+        }
+
+
+class RecurrentPPO(RayBackend, RecurrentAgent):
     """Recurrent PPO with an LSTM (or GRU, peephole LSTM) actor-critic.
 
     ``RecurrentPPO(env, seed=0, device="cpu", tensorboard_log=None, **hyperparams)`` with ``env`` a gymnasium id
@@ -106,16 +202,28 @@ class RecurrentPPO(RecurrentAgent):
     adam_epsilon = 1e-5  # Stable-Baselines3's PPO and most PPO implementations
 
     def _setup(self) -> None:
-        """PPO's rollout buffer, once the env and policy exist."""
+        """The collector and its buffer, or the Ray workers, the learner's buffer and reward scaling."""
         config = self.config
+        self._start_collection(RolloutCollector, n_steps=config.n_steps, seq_len=config.seq_len)
+        if self.workers is not None:
+            self.buffer = RolloutBuffer(config.n_steps, config.num_envs, config.seq_len, self.device)
+            reward_wrapper = find_wrapper(self.env, NormalizeReward)
+            self.reward_normalizer = None if reward_wrapper is None else RolloutRewardNormalizer(
+                config.num_envs, config.gamma, reward_wrapper.return_rms
+            )
+        else:
+            self.buffer = self.collector.buffer
         # A user's vector env may hold another number of copies than num_envs says.
         require(
-            config.batch_size <= config.n_steps * self.env.num_envs,
+            config.batch_size <= config.n_steps * self.buffer.n_envs,
             f"batch_size ({config.batch_size}) is larger than a rollout of this env (n_steps * num_envs = "
-            f"{config.n_steps * self.env.num_envs})",
+            f"{config.n_steps * self.buffer.n_envs})",
         )
-        self.buffer = RolloutBuffer(config.n_steps, self.env.num_envs, config.seq_len, self.device)
-        self._rollout: dict[str, Any] | None = None  # env state carried from one rollout to the next
+
+    @property
+    def _rollout(self) -> dict[str, Any] | None:
+        """The in-process rollout carried from one iteration to the next (None before the first, and with Ray)."""
+        return None if self.collector is None else self.collector.rollout
 
     # ---- one iteration: collect -> targets -> update (the loop, logging and callbacks are RecurrentAgent.learn) ---
     def _iterate(self, statistics: EpisodeStatistics, progress: float) -> dict[str, float]:
@@ -125,7 +233,7 @@ class RecurrentPPO(RecurrentAgent):
         update_start = time.perf_counter()
         train_scalars = self._update(progress)
         update_end = time.perf_counter()
-        steps = self.buffer.n_steps * self.env.num_envs
+        steps = self.buffer.n_steps * self.buffer.n_envs
         return {
             **train_scalars,
             "train/cell_state_abs_mean": memory_magnitude,
@@ -135,60 +243,32 @@ class RecurrentPPO(RecurrentAgent):
 
     # ---- 1. collect -----------------------------------------------------------------------------------------------
     def _collect_rollout(self, statistics: EpisodeStatistics) -> float:
-        """Fill the buffer with ``n_steps`` steps of every env and compute GAE; the mean |cell state| seen."""
-        if self._rollout is None:
-            observations, infos = self._reset_env()
-            self._rollout = {
-                "observations": observations,
-                "infos": infos,
-                "state": self.policy.initial_state(self.env.num_envs),
-                "episode_starts": np.ones(self.env.num_envs, dtype=bool),
-                "autoresetting": np.zeros(self.env.num_envs, dtype=bool),
-            }
-        rollout = self._rollout
-        self.buffer.reset()
-        memory_magnitude = 0.0
-        self.policy.eval()
-        with torch.no_grad():
-            for _ in range(self.buffer.n_steps):
-                masks = action_masks(self.env, rollout["infos"])
-                state_before = rollout["state"]
-                actions, log_probs, values, rollout["state"] = self.policy.act(
-                    rollout["observations"],
-                    state_before,
-                    torch.as_tensor(rollout["episode_starts"]),
-                    action_masks=None if masks is None else torch.as_tensor(masks),
-                    clip=False,
-                )
-                memory_magnitude += self.policy.memory(rollout["state"]).abs().mean().item()
-                # The step after an episode ends is gymnasium's autoreset step: no transition, masked from the loss.
-                self.buffer.add(
-                    rollout["observations"],
-                    actions.cpu().numpy(),
-                    masks,
-                    log_probs.cpu().numpy(),
-                    values.cpu().numpy(),
-                    rollout["episode_starts"],
-                    ~rollout["autoresetting"],
-                    state_before,
-                )
-                env_actions = self.policy.clip_actions(actions).cpu().numpy()
-                observations, rewards, terminated, truncated, infos = self._step_env(env_actions)
-                self.buffer.add_outcome(rewards, terminated, truncated)
-                statistics.update(infos)
-                rollout["episode_starts"] = rollout["autoresetting"]
-                rollout["autoresetting"] = terminated | truncated
-                rollout["observations"], rollout["infos"] = observations, infos
-                self.num_timesteps += self.env.num_envs
-            last_values = (
-                self.policy.predict_values(
-                    rollout["observations"], rollout["state"], torch.as_tensor(rollout["episode_starts"])
-                )
-                .cpu()
-                .numpy()
-            )
+        """Fill the buffer with ``n_steps`` steps of every env copy and compute GAE; the mean |cell state| seen."""
+        starting = self._rollout is None if self.workers is None else self.workers.needs_reset
+        reset_seed = int(self.rng.integers(2**31)) if starting else None
+        noise_key = int(self.rng.integers(2**63))  # the rollout's action noise (rl_lstm.rollouts)
+        if self.workers is None:
+            parts = [self.collector.collect(reset_seed, noise_key)]
+        else:
+            parts = self.workers.collect(self.policy, self.env, reset_seed, noise_key)
+            self._assemble(parts, reset_seed is not None)
+        EpisodeRecords.side_by_side([part.episodes for part in parts]).replay(statistics)
+        self.num_timesteps += self.buffer.n_steps * self.buffer.n_envs
+        last_values = np.concatenate([part.last_values for part in parts])
         self.buffer.compute_advantages(last_values, self.config.gamma, self.config.gae_lambda)
-        return memory_magnitude / self.buffer.n_steps
+        return float(np.mean([part.memory_magnitude for part in parts]))
+
+    def _assemble(self, parts: list[RolloutPart], reset: bool) -> None:
+        """The workers' parts side by side in the learner's buffer, rewards scaled as an in-process env scales them."""
+        self.buffer.fill_side_by_side([part.buffer for part in parts])
+        rewards = np.concatenate([part.env_rewards for part in parts], axis=1)  # [n_steps, num_envs]
+        if self.reward_normalizer is not None:
+            if reset:
+                self.reward_normalizer.restart(np.arange(self.buffer.n_envs))
+            for worker in np.flatnonzero(self.workers.restarted):
+                self.reward_normalizer.restart(self.workers.copies(worker))
+            rewards = self.reward_normalizer.normalize(rewards, self.buffer.terminated, self.buffer.truncated)
+        self.buffer.rewards[:] = rewards
 
     # ---- 2. update ------------------------------------------------------------------------------------------------
     def _update(self, progress: float) -> dict[str, float]:
@@ -279,14 +359,20 @@ class RecurrentPPO(RecurrentAgent):
 
     # ---- saving: the rollout in flight ----------------------------------------------------------------------------
     def _episode_state(self) -> dict[str, Any] | None:
-        """The rollout carried to the next iteration and the env's state, or None where the env's cannot be read."""
-        state = None if self._rollout is None else env_state(self.env)
-        return None if state is None else {"env": state, "rollout": self._rollout}
+        """The rollout carried to the next iteration and the env's state (None where it cannot be read); with Ray,
+        every worker's, their seed streams and the rewards' returns in flight."""
+        if self.workers is None:
+            return self.collector.episode_state()
+        rewards = None if self.reward_normalizer is None else self.reward_normalizer.state_dict()
+        return {"ray": self.workers.state_dict(), "rewards": rewards}
 
     def _resume_episodes(self, state: dict[str, Any] | None) -> None:
         """Continue the saved rollout; without one, the next rollout starts from a reset seeded by ``self.rng``."""
         if state is None:
             return
-        load_env_state(self.env, state["env"])
-        rollout = state["rollout"]
-        self._rollout = {**rollout, "state": tuple(tensor.to(self.device) for tensor in rollout["state"])}
+        if self.workers is None:
+            self.collector.resume(state)
+            return
+        self.workers.load_state_dict(state["ray"])
+        if self.reward_normalizer is not None:
+            self.reward_normalizer.load_state_dict(state["rewards"])

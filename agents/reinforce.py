@@ -7,7 +7,9 @@ return that followed it minus a baseline, is backpropagated through the entire e
 
 Read top to bottom: the hyperparameters, then ``_iterate`` = collect one complete episode from every env
 copy -> returns-to-go and advantages -> one gradient step -> scalars to log. The training loop, logging,
-checkpoints and configs are shared with the other agents (``rl_lstm``).
+checkpoints and configs are shared with the other agents (``rl_lstm``). An :class:`EpisodeCollector` plays the
+episodes; with ``backend="ray"`` every Ray worker holds one over its own copies and plays their episodes, and the
+learner puts the parts side by side (``rl_lstm.ray_workers``).
 
 Deviations from the paper, both options that are off by default:
 - ``bptt_truncation``: backpropagate through windows of that many steps, carrying the core state (without
@@ -30,13 +32,15 @@ from rl_lstm.config import require
 from rl_lstm.errors import NumericalError
 from rl_lstm.logger import EpisodeStatistics
 from rl_lstm.policies import map_observation
+from rl_lstm.ray_workers import RayBackend, RolloutWorkersConfig
+from rl_lstm.rollouts import Collector, EpisodeRecords
 from rl_lstm.vec_env import action_masks
 
 BASELINES = ("value", "mean", "none")
 
 
 @dataclass
-class ReinforceConfig(EnvConfig, PolicyConfig):
+class ReinforceConfig(EnvConfig, PolicyConfig, RolloutWorkersConfig):
     """Hyperparameters of recurrent REINFORCE (plus the env and policy keys it shares with the other agents)."""
 
     num_envs: int = 16  # episodes per update: every env copy plays one complete episode
@@ -56,6 +60,12 @@ class ReinforceConfig(EnvConfig, PolicyConfig):
     def validate(self) -> None:
         """Range checks: each error names the key and what is allowed."""
         self.validate_env()
+        self.validate_backend()
+        require(
+            not (self.backend == "ray" and self.normalize_rewards),
+            "normalize_rewards with backend 'ray' is not supported by reinforce: in-process, the reward scale also "
+            "sees the steps that copies done early keep taking, which Ray workers do not take; set one of them off",
+        )
         require(self.learning_rate > 0, f"learning_rate must be positive, got {self.learning_rate}")
         require(self.lr_schedule in SCHEDULES, f"lr_schedule must be one of {', '.join(SCHEDULES)}")
         require(0 <= self.gamma <= 1, f"gamma must lie in [0, 1], got {self.gamma}")
@@ -76,6 +86,26 @@ class EpisodeBatch:
     rewards: np.ndarray
     valid: np.ndarray
 
+    @classmethod
+    def side_by_side(cls, parts: list[EpisodeBatch]) -> EpisodeBatch:
+        """The batches of several workers as one; a shorter part is padded with invalid steps repeating its last."""
+        steps = max(len(part.valid) for part in parts)
+
+        def padded(array: np.ndarray, mode: str) -> np.ndarray:
+            return np.pad(array, [(0, steps - len(array))] + [(0, 0)] * (array.ndim - 1), mode=mode)
+
+        join = lambda name, mode: np.concatenate([padded(getattr(p, name), mode) for p in parts], axis=1)  # noqa: E731
+        return cls(
+            observations=stack_observations(
+                [map_observation(lambda array: padded(array, "edge"), part.observations) for part in parts],
+                lambda arrays: np.concatenate(arrays, axis=1),
+            ),
+            actions=join("actions", "edge"),
+            action_masks=None if parts[0].action_masks is None else join("action_masks", "edge"),
+            rewards=join("rewards", "constant"),
+            valid=join("valid", "constant"),
+        )
+
 
 def returns_to_go(rewards: np.ndarray, valid: np.ndarray, gamma: float) -> np.ndarray:
     """Discounted sum of each step's reward and every later one of its episode, ``[T, B]``."""
@@ -87,7 +117,69 @@ def returns_to_go(rewards: np.ndarray, valid: np.ndarray, gamma: float) -> np.nd
     return returns
 
 
-class RecurrentReinforce(RecurrentAgent):
+@dataclass
+class EpisodePart:
+    """What a collector hands the learner: its copies' episodes and their statistics."""
+
+    batch: EpisodeBatch
+    episodes: EpisodeRecords
+    memory_magnitude: float  # mean |cell state| over the steps
+
+
+class EpisodeCollector(Collector):
+    """Plays every copy of a vector env from a reset to the end of its episode: a batch, or a Ray worker's part."""
+
+    def __init__(self, *args: Any, max_episode_steps: int) -> None:
+        super().__init__(*args)
+        self.max_episode_steps = max_episode_steps
+
+    def collect(self, reset_seed: int, noise_key: int) -> EpisodePart:
+        """Run every copy from a reset (seeded ``reset_seed`` + its index) to the end of its episode; copies that
+        finish first wait, masked."""
+        num_envs = self.env.num_envs
+        observations, infos = self.reset_env(reset_seed)
+        state = self.policy.initial_state(num_envs)
+        episode_starts = np.ones(num_envs, dtype=bool)
+        finished = np.zeros(num_envs, dtype=bool)
+        steps: list[dict[str, Any]] = []
+        infos_per_step: list[dict[str, Any]] = []
+        cell_magnitude = 0.0
+        self.policy.eval()
+        with torch.no_grad():
+            while not finished.all():
+                masks = action_masks(self.env, infos)
+                actions, _, _, state = self.act(observations, state, episode_starts, masks, noise_key, len(steps))
+                cell_magnitude += self.policy.memory(state).abs().mean().item()
+                steps.append(
+                    {
+                        "observations": map_observation(np.copy, observations),
+                        "actions": actions.cpu().numpy(),
+                        "action_masks": masks,
+                        "valid": ~finished,
+                    }
+                )
+                observations, rewards, terminated, truncated, infos = self.step_env(actions)
+                steps[-1]["rewards"] = np.where(finished, 0.0, rewards)
+                # Only the batch's own episodes count: a copy that finished goes on (autoreset) unrecorded.
+                infos_per_step.append(_only_copies(infos, ~finished))
+                # A copy's episode may end after max_episode_steps (the safety net), counted as truncated.
+                finished = finished | terminated | truncated | (len(steps) >= self.max_episode_steps)
+                episode_starts = np.zeros(num_envs, dtype=bool)
+        batch = EpisodeBatch(
+            observations=stack_observations([step["observations"] for step in steps]),
+            actions=np.stack([step["actions"] for step in steps]),
+            action_masks=None if steps[0]["action_masks"] is None else np.stack([s["action_masks"] for s in steps]),
+            rewards=np.stack([step["rewards"] for step in steps]).astype(np.float32),
+            valid=np.stack([step["valid"] for step in steps]),  # [T, B]
+        )
+        return EpisodePart(batch, EpisodeRecords.from_infos(infos_per_step, num_envs), cell_magnitude / len(steps))
+
+    def episode_state(self) -> None:
+        """No episodes are carried from one batch to the next: every batch starts from a reset."""
+        return None
+
+
+class RecurrentReinforce(RayBackend, RecurrentAgent):
     """Recurrent REINFORCE (Recurrent Policy Gradients) with an LSTM (or GRU, peephole LSTM) policy.
 
     ``RecurrentReinforce(env, seed=0, device="cpu", tensorboard_log=None, **hyperparams)``; ``hyperparams`` are the
@@ -98,7 +190,8 @@ class RecurrentReinforce(RecurrentAgent):
     config_class = ReinforceConfig
 
     def _setup(self) -> None:
-        """The running mean of the returns (baseline="mean"), once the env and policy exist."""
+        """The collector or the Ray workers, and the running mean of the returns (baseline="mean")."""
+        self._start_collection(EpisodeCollector, max_episode_steps=self.config.max_episode_steps)
         self.baseline_mean = 0.0
 
     # ---- one iteration: collect -> targets -> update ------------------------------------------------------------
@@ -110,55 +203,19 @@ class RecurrentReinforce(RecurrentAgent):
 
     # ---- 1. collect -----------------------------------------------------------------------------------------------
     def _collect_episodes(self, statistics: EpisodeStatistics) -> tuple[EpisodeBatch, dict[str, float]]:
-        """Run every env copy from a reset to the end of its episode; copies that finish first wait, masked."""
-        num_envs = self.env.num_envs
-        observations, infos = self._reset_env()
-        state = self.policy.initial_state(num_envs)
-        episode_starts = torch.ones(num_envs, dtype=torch.bool)
-        finished = np.zeros(num_envs, dtype=bool)
-        steps: list[dict[str, Any]] = []
-        cell_magnitude = 0.0
-        with torch.no_grad():
-            while not finished.all():
-                masks = action_masks(self.env, infos)
-                actions, _, _, state = self.policy.act(
-                    observations,
-                    state,
-                    episode_starts,
-                    action_masks=None if masks is None else torch.as_tensor(masks),
-                    clip=False,
-                )
-                cell_magnitude += self.policy.memory(state).abs().mean().item()
-                actions = actions.cpu().numpy()
-                steps.append(
-                    {
-                        "observations": map_observation(np.copy, observations),
-                        "actions": actions,
-                        "action_masks": masks,
-                        "valid": ~finished,
-                    }
-                )
-                observations, rewards, terminated, truncated, infos = self._step_env(
-                    self.policy.clip_actions(torch.as_tensor(actions)).numpy()
-                )
-                steps[-1]["rewards"] = np.where(finished, 0.0, rewards)
-                # Only the batch's own episodes count: a copy that finished goes on (autoreset) unrecorded.
-                statistics.update(_only_copies(infos, ~finished))
-                # A copy's episode may end after max_episode_steps (the safety net), counted as truncated.
-                finished = finished | terminated | truncated | (len(steps) >= self.config.max_episode_steps)
-                episode_starts = torch.zeros(num_envs, dtype=torch.bool)
-        valid = np.stack([step["valid"] for step in steps])  # [T, B]
-        self.num_timesteps += int(valid.sum())
-        batch = EpisodeBatch(
-            observations=stack_observations([step["observations"] for step in steps]),
-            actions=np.stack([step["actions"] for step in steps]),
-            action_masks=None if steps[0]["action_masks"] is None else np.stack([s["action_masks"] for s in steps]),
-            rewards=np.stack([step["rewards"] for step in steps]).astype(np.float32),
-            valid=valid,
-        )
+        """One complete episode from every env copy (in-process, or its parts from the Ray workers)."""
+        reset_seed = int(self.rng.integers(2**31))
+        noise_key = int(self.rng.integers(2**63))  # the batch's action noise (rl_lstm.rollouts)
+        if self.workers is None:
+            parts = [self.collector.collect(reset_seed, noise_key)]
+        else:
+            parts = self.workers.collect(self.policy, self.env, reset_seed, noise_key)
+        batch = EpisodeBatch.side_by_side([part.batch for part in parts])
+        EpisodeRecords.side_by_side([part.episodes for part in parts]).replay(statistics)
+        self.num_timesteps += int(batch.valid.sum())
         return batch, {
-            "train/cell_state_abs_mean": cell_magnitude / len(steps),
-            "rollout/batch_ep_len_mean": float(valid.sum(0).mean()),
+            "train/cell_state_abs_mean": float(np.mean([part.memory_magnitude for part in parts])),
+            "rollout/batch_ep_len_mean": float(batch.valid.sum(0).mean()),
         }
 
     # ---- 2. update ------------------------------------------------------------------------------------------------

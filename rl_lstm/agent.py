@@ -19,7 +19,7 @@ import torch
 
 from rl_lstm import checkpoints
 from rl_lstm.config import build_config, config_to_dict, require
-from rl_lstm.errors import CheckpointError, ConfigError, EnvStepError, NumericalError
+from rl_lstm.errors import CheckpointError, ConfigError, NumericalError
 from rl_lstm.logger import EpisodeStatistics, TrainingLogger
 from rl_lstm.policies import RecurrentActorCritic, map_observation
 from rl_lstm.vec_env import (
@@ -272,27 +272,6 @@ class RecurrentAgent(ABC):
             key = next(iter(space.spaces)) if isinstance(space, gym.spaces.Dict) else 0
             space, observation = space[key], observation[key]
         return np.asarray(observation).shape == space.shape
-
-    # ---- the env -------------------------------------------------------------------------------------------------
-    def _reset_env(self) -> tuple[Any, dict[str, Any]]:
-        """Reset every env copy, seeded from the agent's generator; an env error names the env and the step."""
-        try:
-            return self.env.reset(seed=int(self.rng.integers(2**31)))
-        except Exception as error:
-            raise self._env_error("reset", error) from error
-
-    def _step_env(self, actions: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        """Step every env copy; an env error names the env and the step, and nothing already saved is touched."""
-        try:
-            return self.env.step(actions)
-        except Exception as error:
-            raise self._env_error("step", error) from error
-
-    def _env_error(self, call: str, error: Exception) -> EnvStepError:
-        return EnvStepError(
-            f"env {self.env_id!r} raised {type(error).__name__} in {call}() at env step {self.num_timesteps:,}: "
-            f"{error}. Checkpoints already written are intact; fix the env and resume the run."
-        )
 
     # ---- training -----------------------------------------------------------------------------------------------
     @abstractmethod

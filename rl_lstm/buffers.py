@@ -10,7 +10,7 @@ chunk's stored state or, after an episode start, from zeros.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,6 +148,25 @@ class RolloutBuffer:
         self.terminated[t] = terminated
         self.truncated[t] = truncated
 
+    def fill_side_by_side(self, parts: list[RolloutBuffer]) -> None:
+        """This buffer's rollout from full ones of fewer envs each, side by side (Ray workers' parts, in copy order)."""
+        if sum(part.n_envs for part in parts) != self.n_envs or any(not part.full for part in parts):
+            raise ValueError(f"parts must be full rollouts of {self.n_envs} envs in all")
+        side_by_side = lambda arrays: np.concatenate(arrays, axis=1)  # noqa: E731  [n_steps, envs, ...]
+        self.observations = [
+            stack_observations(list(step), np.concatenate) for step in zip(*(part.observations for part in parts))
+        ]
+        self.actions = side_by_side([part.actions for part in parts])
+        has_masks = parts[0].action_masks is not None
+        self.action_masks = side_by_side([part.action_masks for part in parts]) if has_masks else None
+        for name in ("rewards", "terminated", "truncated", "episode_starts", "valid", "values", "log_probs"):
+            setattr(self, name, side_by_side([getattr(part, name) for part in parts]))
+        self.chunk_states = [
+            tuple(torch.cat(tensors, dim=1).to(self.device) for tensors in zip(*chunk))  # [L, envs, H]
+            for chunk in zip(*(part.chunk_states for part in parts))
+        ]
+        self.step = self.n_steps
+
     @property
     def full(self) -> bool:
         return self.step == self.n_steps
@@ -242,11 +261,12 @@ class RolloutBuffer:
             )
 
 
-def stack_observations(steps: list[Any]) -> Any:
-    """Stack per-step observations (arrays, or dicts/tuples of them, nested) into ``[n_steps, n_envs, ...]``."""
+def stack_observations(steps: list[Any], combine: Callable[[list[np.ndarray]], np.ndarray] = np.stack) -> Any:
+    """Stack per-step observations (arrays, or dicts/tuples of them, nested) into ``[n_steps, n_envs, ...]``;
+    ``combine=np.concatenate`` joins batches of observations along their first axis instead."""
     first = steps[0]
     if isinstance(first, dict):
-        return {key: stack_observations([step[key] for step in steps]) for key in first}
+        return {key: stack_observations([step[key] for step in steps], combine) for key in first}
     if isinstance(first, tuple):
-        return tuple(stack_observations([step[i] for step in steps]) for i in range(len(first)))
-    return np.stack(steps)
+        return tuple(stack_observations([step[i] for step in steps], combine) for i in range(len(first)))
+    return combine(steps)

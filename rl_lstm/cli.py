@@ -49,8 +49,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--num-envs", type=int, help="env copies stepped together")
     parser.add_argument("--device", help="cpu, cuda or auto")
-    parser.add_argument("--backend", choices=["local", "ray"], help="evolino: evaluate in-process or on Ray actors")
-    parser.add_argument("--ray-address", help="evolino with --backend ray: join this cluster (default: start one)")
+    parser.add_argument("--backend", choices=["local", "ray"],
+                        help="step the envs in-process (local) or on Ray actors (ray); set ray_workers and, for ppo "
+                        "and reinforce, envs_per_worker with --set")
+    parser.add_argument("--ray-address", help="with --backend ray: join this cluster, e.g. auto or ray://host:10001 "
+                        "(default: start a local one)")
     parser.add_argument("--config", help="a YAML file of keys (run keys and hyperparameters) over the preset")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override any key")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")

@@ -14,6 +14,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 from gymnasium.wrappers import FrameStackObservation
+from gymnasium.wrappers.utils import update_mean_var_count_from_moments
 from gymnasium.wrappers.vector import NormalizeObservation, NormalizeReward, RecordEpisodeStatistics
 
 import envs  # noqa: F401  (registers the built-in ids)
@@ -407,3 +408,69 @@ def _call_action_masks(vector_env: gym.vector.VectorEnv) -> np.ndarray | None:
     if not vector_env._rl_lstm_has_action_masks:
         return None
     return np.stack([np.asarray(mask, dtype=bool) for mask in masks])
+
+
+def merge_observation_statistics(start: dict[str, Any], ends: list[dict[str, Any]]) -> dict[str, Any]:
+    """The running statistics of observations after several workers each continued ``start`` with their own.
+
+    Each worker's own observations are what its end statistics added to ``start`` (recovered from the moments);
+    they are merged with Chan et al.'s parallel algorithm, gymnasium's ``RunningMeanStd`` update. Every entry is
+    ``{"mean", "var", "count"}`` as :func:`normalization_state` stores it.
+    """
+    if len(ends) == 1:
+        return ends[0]
+    mean, var, count = np.array(start["mean"], copy=True), np.array(start["var"], copy=True), start["count"]
+    for end in ends:
+        added = end["count"] - start["count"]
+        if added <= 0:
+            continue
+        added_mean = start["mean"] + (end["mean"] - start["mean"]) * end["count"] / added
+        squares = end["var"] * end["count"] - start["var"] * start["count"]
+        added_var = (squares - np.square(added_mean - start["mean"]) * start["count"] * added / end["count"]) / added
+        mean, var, count = update_mean_var_count_from_moments(mean, var, count, added_mean, added_var, added)
+    return {"mean": mean, "var": var, "count": count}
+
+
+class _RewardsOfARollout(gym.vector.VectorEnv):
+    """A stand-in vector env whose step hands back the rewards, terminations and truncations it is given."""
+
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(self, num_envs: int) -> None:
+        self.num_envs = num_envs
+
+    def step(self, outcome: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[None, Any, Any, Any, dict]:
+        rewards, terminated, truncated = outcome
+        return None, rewards, terminated, truncated, {}
+
+
+class RolloutRewardNormalizer:
+    """gymnasium's ``NormalizeReward`` applied to a rollout's rewards ``[T, B]`` after it was collected.
+
+    Ray workers return their env's own rewards; the learner scales the whole rollout's step by step with the very
+    wrapper an in-process env carries, so the scale sees every copy's return in the same order and the rewards equal
+    the in-process ones. ``return_rms`` is the learner env's wrapper's, so checkpoints and evaluation read it as usual.
+    """
+
+    def __init__(self, num_envs: int, gamma: float, return_rms: Any) -> None:
+        self.wrapper = NormalizeReward(_RewardsOfARollout(num_envs), gamma=gamma)
+        self.wrapper.return_rms = return_rms
+
+    def normalize(self, rewards: np.ndarray, terminated: np.ndarray, truncated: np.ndarray) -> np.ndarray:
+        """The scaled rewards ``[T, B]``; the running statistics move on as the wrapper's would."""
+        return np.stack([self.wrapper.step(step)[1] for step in zip(rewards, terminated, truncated)])
+
+    def restart(self, copies: np.ndarray) -> None:
+        """Forget the return in flight of ``copies`` whose envs were reset (as the wrapper's reset does)."""
+        self.wrapper.accumulated_reward[copies] = 0
+        self.wrapper._prev_dones[copies] = 0
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The per-copy return in flight (the statistics themselves are saved with the learner env's)."""
+        wrapper = self.wrapper
+        return {"accumulated_reward": wrapper.accumulated_reward.copy(), "prev_dones": wrapper._prev_dones.copy()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what :meth:`state_dict` saved."""
+        self.wrapper.accumulated_reward = np.array(state["accumulated_reward"], copy=True)
+        self.wrapper._prev_dones = np.array(state["prev_dones"], copy=True)

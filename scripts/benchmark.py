@@ -6,6 +6,7 @@
     python scripts/benchmark.py evolino-speed  # RL Evolino: batched population evaluation, Ray workers
     python scripts/benchmark.py evolino      # RL Evolino with its presets: evaluations and seconds to solve
     python scripts/benchmark.py memory       # memory span: longest T-maze corridor each trainer solves
+    python scripts/benchmark.py ray          # PPO env steps/s in-process and on Ray rollout workers
     python scripts/benchmark.py convlstm     # ConvLSTM against CNN + LSTM on the pixel passive T-maze
 
 Each benchmark rewrites only its own section of docs/benchmarks.md (between
@@ -122,6 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     import benchmark_evolino
     import benchmark_memory
     import benchmark_ppo
+    import benchmark_ray
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     subparsers = parser.add_subparsers(dest="benchmark", required=True)
@@ -134,6 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     benchmark_ppo.add_parsers(subparsers)
     benchmark_evolino.add_parsers(subparsers)
     benchmark_memory.add_parsers(subparsers)
+    benchmark_ray.add_parsers(subparsers)
     benchmark_convlstm.add_parsers(subparsers)
     args = parser.parse_args(argv)
     # Quoted as a shell would need it: a task such as "rl_lstm/TMaze-v0@success>=0.95" holds a ">".

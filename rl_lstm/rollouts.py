@@ -1,0 +1,163 @@
+"""What a gradient trainer's collection shares, in-process or in a Ray worker: acting, env calls, episode records.
+
+Every random number an action is drawn with belongs to one env copy: it is a hash of (the rollout's noise key, the
+copy's index in the whole rollout, the step), not the next draw of a generator shared by the batch. So a copy acts
+the same whether it is stepped with all the others in one process or with a few of them in a Ray worker, and a Ray
+run of 2 workers x 4 copies repeats the in-process run of 8 copies exactly (``tests/test_ray_training.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rl_lstm.errors import EnvStepError
+from rl_lstm.policies import CategoricalDistribution, RecurrentActorCritic, map_observation
+
+State = tuple[torch.Tensor, ...]
+
+# SplitMix64 (Steele, Lea & Flood 2014): a fast bijective mixer of 64-bit words, good enough for action noise.
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX_1, _MIX_2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def _mix(words: np.ndarray) -> np.ndarray:
+    words = (words ^ (words >> np.uint64(30))) * _MIX_1
+    words = (words ^ (words >> np.uint64(27))) * _MIX_2
+    return words ^ (words >> np.uint64(31))
+
+
+def copy_uniforms(noise_key: int, copies: np.ndarray, step: int, count: int) -> np.ndarray:
+    """Uniform numbers in (0, 1), ``[len(copies), count]``, that depend only on (key, copy, step, k)."""
+    with np.errstate(over="ignore"):  # uint64 arithmetic wraps around, as the mixer intends
+        words = _mix(np.uint64(noise_key % 2**64) + copies.astype(np.uint64)[:, None] * _GOLDEN)
+        words = _mix(words + np.uint64(step) * _GOLDEN + np.arange(count, dtype=np.uint64)[None, :])
+    return ((words >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53  # 53 random bits, never 0 or 1
+
+
+def sample_actions(distribution: Any, noise_key: int, copies: np.ndarray, step: int) -> torch.Tensor:
+    """A sample of ``distribution`` over ``[1, B]`` drawn with each copy's own noise (Gumbel-max or Box-Muller)."""
+    if isinstance(distribution, CategoricalDistribution):
+        logits = distribution.categorical.logits  # [1, B, D, K]
+        uniforms = copy_uniforms(noise_key, copies, step, int(np.prod(logits.shape[2:])))
+        gumbel = torch.as_tensor(-np.log(-np.log(uniforms)), dtype=logits.dtype, device=logits.device)
+        choices = (logits + gumbel.reshape(logits.shape)).argmax(-1)  # [1, B, D]: exactly a categorical sample
+        return distribution.unflat(choices + distribution.start)
+    mean, std = distribution.normal.mean, distribution.normal.stddev  # [1, B, D]
+    uniforms = copy_uniforms(noise_key, copies, step, 2 * mean.shape[-1])
+    half = mean.shape[-1]
+    normals = np.sqrt(-2.0 * np.log(uniforms[:, :half])) * np.cos(2.0 * np.pi * uniforms[:, half:])
+    noise = torch.as_tensor(normals, dtype=mean.dtype, device=mean.device).reshape(mean.shape)
+    return distribution.unflat(mean + std * noise)
+
+
+def act(
+    policy: RecurrentActorCritic,
+    observations: Any,
+    state: State,
+    episode_starts: np.ndarray,
+    masks: np.ndarray | None,
+    noise_key: int,
+    copies: np.ndarray,
+    step: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, State]:
+    """``policy.act`` for training: unclipped actions drawn with per-copy noise, their log-probs, values, new state."""
+    distribution, values, state = policy.forward_sequence(
+        map_observation(lambda array: np.asarray(array)[None], observations),
+        state,
+        torch.as_tensor(episode_starts, device=policy.device)[None],
+        None if masks is None else torch.as_tensor(masks, device=policy.device)[None],
+    )
+    actions = sample_actions(distribution, noise_key, copies, step)
+    return actions[0], distribution.log_prob(actions)[0], values[0], state
+
+
+class Collector:
+    """What every trainer's collector shares: a vector env, the policy acting in it, and which copies of the whole
+    batch its copies are (``first_copy, first_copy + 1, ...``: the index picks a copy's reset seed and action noise,
+    so a copy acts the same in-process and in any Ray worker)."""
+
+    def __init__(self, env: gym.vector.VectorEnv, policy: RecurrentActorCritic, env_id: str, first_copy: int):
+        self.env, self.policy, self.env_id = env, policy, env_id
+        self.copies = np.arange(first_copy, first_copy + env.num_envs)
+        self.env_steps = 0
+
+    def act(self, observations: Any, state: State, episode_starts: np.ndarray, masks: np.ndarray | None,
+            noise_key: int, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, State]:
+        """:func:`act` with this collector's policy and copies."""
+        return act(self.policy, observations, state, episode_starts, masks, noise_key, self.copies, step)
+
+    def reset_env(self, seed: int) -> tuple[Any, dict[str, Any]]:
+        """Reset every copy, copy ``i`` of the whole batch seeded ``seed + i`` (as one vector env seeds its copies)."""
+        return self._call_env("reset", seed=seed + int(self.copies[0]))
+
+    def step_env(self, actions: torch.Tensor) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Step every copy with ``actions`` clipped into the action space."""
+        outcome = self._call_env("step", self.policy.clip_actions(actions).cpu().numpy())
+        self.env_steps += self.env.num_envs
+        return outcome
+
+    def _call_env(self, call: str, *args: Any, **kwargs: Any) -> Any:
+        """``env.reset``/``env.step``; an error names the env and the env step it happened at."""
+        try:
+            return getattr(self.env, call)(*args, **kwargs)
+        except Exception as error:
+            raise EnvStepError(
+                f"env {self.env_id!r} raised {type(error).__name__} in {call}() at env step {self.env_steps:,}: "
+                f"{error}. Checkpoints already written are intact; fix the env and resume the run."
+            ) from error
+
+
+@dataclass
+class EpisodeRecords:
+    """The episodes that ended at each step, per copy, ``[T, B]``: what ``EpisodeStatistics`` reads from infos.
+
+    A Ray worker returns its copies' records; the learner puts them side by side and replays them step by step, so
+    the statistics see the episodes in the order an in-process run sees them.
+    """
+
+    ended: np.ndarray
+    returns: np.ndarray
+    lengths: np.ndarray
+    success_reported: np.ndarray
+    successes: np.ndarray
+
+    @classmethod
+    def from_infos(cls, infos_per_step: list[dict[str, Any]], num_envs: int) -> EpisodeRecords:
+        """Read ``RecordEpisodeStatistics``'s ``episode`` and the env's ``is_success`` from every step's infos."""
+        steps = len(infos_per_step)
+        records = cls(*(np.zeros((steps, num_envs), dtype=dtype) for dtype in (bool, float, np.int64, bool, bool)))
+        for t, infos in enumerate(infos_per_step):
+            if "episode" in infos:
+                records.ended[t] = infos["_episode"]
+                records.returns[t] = infos["episode"]["r"]
+                records.lengths[t] = infos["episode"]["l"]
+            if "is_success" in infos:
+                records.success_reported[t] = infos["_is_success"]
+                records.successes[t] = np.asarray(infos["is_success"], dtype=bool)
+        return records
+
+    @classmethod
+    def side_by_side(cls, parts: list[EpisodeRecords]) -> EpisodeRecords:
+        """The records of several workers' copies as one batch; a shorter part's last steps end nothing."""
+        steps = max(len(part.ended) for part in parts)
+        padded = [
+            [np.pad(array, ((0, steps - len(array)), (0, 0))) for array in vars(part).values()] for part in parts
+        ]
+        return cls(*(np.concatenate(arrays, axis=1) for arrays in zip(*padded)))
+
+    def replay(self, statistics: Any) -> None:
+        """Feed ``statistics`` (an ``EpisodeStatistics``) the episodes step by step, copies in order."""
+        for t in np.flatnonzero(self.ended.any(axis=1) | self.success_reported.any(axis=1)):
+            statistics.update(
+                {
+                    "episode": {"r": self.returns[t], "l": self.lengths[t]},
+                    "_episode": self.ended[t],
+                    "is_success": self.successes[t],
+                    "_is_success": self.success_reported[t],
+                }
+            )
