@@ -114,6 +114,11 @@ def require_env_id(env: Any) -> str:
     return env
 
 
+def _last_lines(text: str, count: int = 3) -> str:
+    """The last ``count`` non-empty lines of Ray's error text, where the cause (an ImportError, ...) is."""
+    return " | ".join([line.strip() for line in text.splitlines() if line.strip()][-count:])
+
+
 class WorkerPool:
     """Ray actors, actor ``i`` holding ``factory(specs[i])`` built in its own process (env included).
 
@@ -164,7 +169,10 @@ class WorkerPool:
                     raise RLLSTMError(
                         f"Ray worker {index} died {deaths[index]} times making {[m for m, _ in calls[index]]}: its "
                         "work kills its process (an env that crashes the interpreter, or the node running out of "
-                        "memory). Run with backend 'local' to see the env fail in-process."
+                        "memory), or it could not start (on a cluster joined with ray_address, every node must be "
+                        "able to import rl_lstm and the env's module: install them there, or start the nodes with "
+                        "that PYTHONPATH). Run with backend 'local' to see the env fail in-process. Ray's last "
+                        f"report: {_last_lines(str(error))}"
                     ) from error
                 self.workers[index] = self._new_worker(index)
                 self.replaced_workers += 1
