@@ -271,9 +271,11 @@ class PeepholeLSTMCell(nn.Module):
         peep_input, peep_forget, peep_output = self.peephole
         keep = (~episode_starts.to(torch.bool)).to(x.dtype).unsqueeze(-1)  # [T, B, 1]
         outputs = []
-        for t in range(x.shape[0]):
-            h, c = h * keep[t], c * keep[t]
-            gate_input, gate_forget, cell_input, gate_output = (projected[t] + h @ self.weight_hh.T).chunk(4, dim=-1)
+        # unbind, not projected[t]: indexing's backward writes each step's gradient into a zero tensor of the whole
+        # sequence, a backward pass quadratic in T (see ConvLSTMCell.forward).
+        for projected_t, keep_t in zip(projected.unbind(0), keep.unbind(0)):
+            h, c = h * keep_t, c * keep_t
+            gate_input, gate_forget, cell_input, gate_output = (projected_t + h @ self.weight_hh.T).chunk(4, dim=-1)
             input_gate = torch.sigmoid(gate_input + peep_input * c)
             forget_gate = torch.sigmoid(gate_forget + peep_forget * c)
             c = forget_gate * c + input_gate * torch.tanh(cell_input)
