@@ -36,11 +36,12 @@ import torch
 from envs.batched import TaskVectorEnv
 from rl_lstm.agent import EnvConfig, RecurrentAgent, rng_state, set_rng_state
 from rl_lstm.config import require
-from rl_lstm.errors import ConfigError, EnvStepError
+from rl_lstm.errors import ConfigError
 from rl_lstm.esp import EnforcedSubpopulations, LSTMLayout, PopulationLSTM, validate_esp_settings
 from rl_lstm.logger import EpisodeStatistics
 from rl_lstm.policies import ImageEncoder, make_action_head, make_encoder, map_observation
 from rl_lstm.ray_workers import RayConfig, WorkerPool, require_env_id
+from rl_lstm.rollouts import call_env
 from rl_lstm.vec_env import action_masks, make_vector_env
 
 
@@ -201,13 +202,7 @@ class PopulationEvaluator:
 
     def _call_env(self, call: str, step: int, *args: Any, **kwargs: Any) -> Any:
         """``env.reset``/``env.step``; an error names the env and the episode step it happened at."""
-        try:
-            return getattr(self.env, call)(*args, **kwargs)
-        except Exception as error:
-            raise EnvStepError(
-                f"env {self.env_id!r} raised {type(error).__name__} in {call}() at step {step} of an evaluation "
-                f"episode: {error}. Checkpoints already written are intact; fix the env and resume the run."
-            ) from error
+        return call_env(self.env, self.env_id, call, f"step {step} of an evaluation episode", *args, **kwargs)
 
 
 class RayEvaluator:

@@ -103,13 +103,18 @@ class Collector:
 
     def _call_env(self, call: str, *args: Any, **kwargs: Any) -> Any:
         """``env.reset``/``env.step``; an error names the env and the env step it happened at."""
-        try:
-            return getattr(self.env, call)(*args, **kwargs)
-        except Exception as error:
-            raise EnvStepError(
-                f"env {self.env_id!r} raised {type(error).__name__} in {call}() at env step {self.env_steps:,}: "
-                f"{error}. Checkpoints already written are intact; fix the env and resume the run."
-            ) from error
+        return call_env(self.env, self.env_id, call, f"env step {self.env_steps:,}", *args, **kwargs)
+
+
+def call_env(env: gym.vector.VectorEnv, env_id: str, call: str, where: str, *args: Any, **kwargs: Any) -> Any:
+    """``env.reset``/``env.step``; an error becomes an :class:`EnvStepError` naming the env and ``where`` it was."""
+    try:
+        return getattr(env, call)(*args, **kwargs)
+    except Exception as error:
+        raise EnvStepError(
+            f"env {env_id!r} raised {type(error).__name__} in {call}() at {where}: "
+            f"{error}. Checkpoints already written are intact; fix the env and resume the run."
+        ) from error
 
 
 @dataclass
