@@ -135,16 +135,16 @@ class RolloutCollector(Collector):
         rollout, buffer = self.rollout, self.buffer
         buffer.reset()
         env_rewards, infos_per_step = [], []
-        memory_magnitude = 0.0
+        memory_magnitude = torch.zeros((), device=self.policy.device)  # summed on the device, read once at the end
         self.policy.eval()
-        with torch.no_grad():
+        with torch.inference_mode():
             for step in range(buffer.n_steps):
                 masks = action_masks(self.env, rollout["infos"])
                 state_before = rollout["state"]
                 actions, log_probs, values, rollout["state"] = self.act(
                     rollout["observations"], state_before, rollout["episode_starts"], masks, noise_key, step
                 )
-                memory_magnitude += self.policy.memory(rollout["state"]).abs().mean().item()
+                memory_magnitude += self.policy.memory(rollout["state"]).abs().mean()
                 # The step after an episode ends is gymnasium's autoreset step: no transition, masked from the loss.
                 buffer.add(
                     rollout["observations"],
@@ -168,7 +168,7 @@ class RolloutCollector(Collector):
             )
         episodes = EpisodeRecords.from_infos(infos_per_step, num_envs)
         return RolloutPart(buffer, np.stack(env_rewards), last_values.cpu().numpy(), episodes,
-                           memory_magnitude / buffer.n_steps)
+                           memory_magnitude.item() / buffer.n_steps)
 
     def episode_state(self) -> dict[str, Any] | None:
         """The rollout carried to the next and the env's state, or None where the env's cannot be read."""
@@ -280,11 +280,14 @@ class RecurrentPPO(RayBackend, RecurrentAgent):
             group["lr"] = learning_rate
         self.policy.train()
         self.buffer.prepare()
+        parameters = [parameter for group in self.optimizer.param_groups for parameter in group["params"]]
+        # The three losses are one weighted sum over a stacked [3, L, P] tensor, and the loss their dot product with
+        # these weights: fewer ops, forward and backward, which at these sizes cost more than their arithmetic.
+        coefficients = torch.tensor([1.0, config.vf_coef, config.ent_coef], device=self.device)
         # Per-minibatch statistics stay tensors until the update ends: a .item() per value per minibatch costs
-        # more than the arithmetic at these sizes.
-        totals: dict[str, list[torch.Tensor]] = {
-            k: [] for k in ("pg", "value", "entropy", "kl", "clip_fraction", "grad")
-        }
+        # more than the arithmetic at these sizes. Each row: policy, value, entropy loss, approx KL, clip fraction,
+        # gradient norm.
+        statistics: list[torch.Tensor] = []
         skipped = 0
         stop = False
         for _ in range(config.n_epochs):
@@ -292,34 +295,32 @@ class RecurrentPPO(RayBackend, RecurrentAgent):
                 log_prob, entropy, values = self.policy.evaluate_actions(
                     batch.observations, batch.actions, batch.initial_state, batch.episode_starts, batch.action_masks
                 )  # each [L, pieces], L the minibatch's longest piece
-                weights = batch.valid / batch.valid.sum().clamp(min=1)  # a mean over the real steps
-                advantages = batch.advantages
-                if config.normalize_advantage:
-                    mean = (advantages * weights).sum()
-                    std = (((advantages - mean) ** 2) * weights).sum().sqrt()
-                    advantages = (advantages - mean) / (std + 1e-8)
+                weights = batch.weights  # a mean over the real steps
+                advantages = batch.normalized_advantages if config.normalize_advantage else batch.advantages
                 log_ratio = log_prob - batch.old_log_probs
                 ratio = log_ratio.exp()
                 clipped_ratio = ratio.clamp(1 - clip_range, 1 + clip_range)
-                policy_loss = -(torch.min(advantages * ratio, advantages * clipped_ratio) * weights).sum()
                 if config.clip_range_vf is not None:
                     values = batch.old_values + (values - batch.old_values).clamp(
                         -config.clip_range_vf, config.clip_range_vf
                     )
-                value_loss = (((batch.returns - values) ** 2) * weights).sum()
-                entropy_loss = -(entropy * weights).sum()
-                loss = policy_loss + config.ent_coef * entropy_loss + config.vf_coef * value_loss
+                policy_terms = -torch.min(advantages * ratio, advantages * clipped_ratio)
+                terms = torch.stack([policy_terms, (batch.returns - values) ** 2, -entropy])  # [3, L, P]
+                losses = (terms * weights).sum((1, 2))  # policy, value and entropy loss
+                loss = losses @ coefficients
                 with torch.no_grad():
-                    approx_kl = (((ratio - 1) - log_ratio) * weights).sum()
-                    clip_fraction = ((((ratio - 1).abs() > clip_range).float()) * weights).sum()
-                if config.target_kl is not None and approx_kl.item() > 1.5 * config.target_kl:
+                    ratio_change = ratio - 1
+                    diagnostics = (
+                        torch.stack([ratio_change - log_ratio, (ratio_change.abs() > clip_range).float()]) * weights
+                    ).sum((1, 2))  # approx KL, clip fraction
+                if config.target_kl is not None and diagnostics[0].item() > 1.5 * config.target_kl:
                     stop = True
                     break
                 self.optimizer.zero_grad(set_to_none=True)
                 try:
                     check_finite({"loss": loss})
                     loss.backward()
-                    grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), config.max_grad_norm)
+                    grad_norm = torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
                     check_finite({"gradient norm": grad_norm})
                 except NumericalError:
                     if not config.skip_nonfinite_batches:
@@ -327,34 +328,22 @@ class RecurrentPPO(RayBackend, RecurrentAgent):
                     skipped += 1
                     continue
                 self.optimizer.step()
-                for key, value in (
-                    ("pg", policy_loss),
-                    ("value", value_loss),
-                    ("entropy", entropy_loss),
-                    ("kl", approx_kl),
-                    ("clip_fraction", clip_fraction),
-                    ("grad", grad_norm),
-                ):
-                    totals[key].append(value.detach())
+                statistics.append(torch.cat([losses.detach(), diagnostics, grad_norm[None]]))
             if stop:
                 break
         check_finite(dict(self.policy.named_parameters()))
         valid_steps = self.buffer.valid
         returns, predicted = self.buffer.returns[valid_steps], self.buffer.values[valid_steps]
         explained_variance = 1 - np.var(returns - predicted) / np.var(returns) if np.var(returns) > 0 else np.nan
-        mean = lambda key: torch.stack(totals[key]).mean().item() if totals[key] else float("nan")  # noqa: E731
+        means = torch.stack(statistics).mean(0).tolist() if statistics else [float("nan")] * 6
         return {
-            "train/policy_gradient_loss": mean("pg"),
-            "train/value_loss": mean("value"),
-            "train/entropy_loss": mean("entropy"),
-            "train/approx_kl": mean("kl"),
-            "train/clip_fraction": mean("clip_fraction"),
-            "train/grad_norm": mean("grad"),
+            **dict(zip(("train/policy_gradient_loss", "train/value_loss", "train/entropy_loss", "train/approx_kl",
+                        "train/clip_fraction", "train/grad_norm"), means)),
             "train/explained_variance": float(explained_variance),
             "train/learning_rate": learning_rate,
             "train/clip_range": clip_range,
             "train/skipped_batches": skipped,
-            "train/n_updates": len(totals["pg"]),
+            "train/n_updates": len(statistics),
         }
 
     # ---- saving: the rollout in flight ----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -82,6 +83,20 @@ class SequenceBatch:
     valid: Tensor  # [L, num_pieces] bool: a real transition (inside, and not an autoreset step)
     initial_state: State
     episode_starts: Tensor  # all False: pieces never contain a reset after step 0
+
+    # Computed once per minibatch, not once per epoch: the whole-rollout minibatch is the same object every epoch.
+    @cached_property
+    def weights(self) -> Tensor:
+        """``[L, num_pieces]``: 1 / (real transitions) at each real transition, 0 elsewhere; a weighted sum with
+        them is a mean over the real transitions."""
+        return self.valid / self.valid.sum().clamp(min=1)
+
+    @cached_property
+    def normalized_advantages(self) -> Tensor:
+        """The advantages shifted and scaled to mean 0 and std 1 over the real transitions, ``[L, num_pieces]``."""
+        mean = (self.advantages * self.weights).sum()
+        std = (((self.advantages - mean) ** 2) * self.weights).sum().sqrt()
+        return (self.advantages - mean) / (std + 1e-8)
 
 
 class RolloutBuffer:

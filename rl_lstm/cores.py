@@ -48,8 +48,9 @@ class RecurrentCore(Protocol):
 
 def reset_state(state: State, episode_starts: Tensor) -> State:
     """Zero the state of the sequences whose episode starts now; ``episode_starts`` is ``[B]``."""
-    keep = (~episode_starts.to(torch.bool)).to(state[0].dtype).view(1, -1, 1)  # [1, B, 1]
-    return tuple(tensor * keep for tensor in state)
+    starts = episode_starts.to(torch.bool).view(1, -1, 1)  # [1, B, 1]
+    # One op per tensor, where multiplying by a 0/1 mask took four (and turned an inf in a finished episode into NaN).
+    return tuple(torch.where(starts, 0.0, tensor) for tensor in state)
 
 
 INITS = ("default", "chrono")
@@ -124,9 +125,8 @@ class _FusedCore(_Core):
         starts = episode_starts.to(torch.bool)
         if x.shape[0] == 1:
             return self._single_step(x[0], reset_state(state, starts[0]))
-        later_starts = starts[1:].any(dim=1)
         # Training's padded pieces have no later starts: one check instead of nonzero + tolist.
-        segment_starts = (torch.nonzero(later_starts).flatten() + 1).tolist() if later_starts.any() else []
+        segment_starts = (torch.nonzero(starts[1:].any(dim=1)).flatten() + 1).tolist() if starts[1:].any() else []
         outputs = []
         for begin, end in zip([0, *segment_starts], [*segment_starts, x.shape[0]]):
             state = reset_state(state, starts[begin])
@@ -140,10 +140,7 @@ class _FusedCore(_Core):
         """One step with the cell kernel: acting runs T = 1, where nn.LSTM/nn.GRU's sequence setup costs more than
         the math (about 2.5x on CPU). Same weights, same result to float rounding."""
         new_states = []
-        for layer in range(self.num_layers):
-            weights = [
-                getattr(self.rnn, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-            ]
+        for layer, weights in enumerate(self.rnn.all_weights):  # [weight_ih, weight_hh, bias_ih, bias_hh] per layer
             layer_state = tuple(tensor[layer] for tensor in state)
             if len(state) == 2:
                 h, c = torch.lstm_cell(x, layer_state, *weights)
@@ -152,6 +149,8 @@ class _FusedCore(_Core):
                 h = torch.gru_cell(x, layer_state[0], *weights)
                 new_states.append((h,))
             x = h
+        if self.num_layers == 1:  # acting's usual case: a view instead of a stack's copy
+            return x.unsqueeze(0), tuple(part.unsqueeze(0) for part in new_states[0])
         return x.unsqueeze(0), tuple(torch.stack(parts) for parts in zip(*new_states))
 
 

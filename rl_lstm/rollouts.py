@@ -31,49 +31,47 @@ def _mix(words: np.ndarray) -> np.ndarray:
     return words ^ (words >> np.uint64(31))
 
 
-def copy_uniforms(noise_key: int, copies: np.ndarray, step: int, count: int) -> np.ndarray:
-    """Uniform numbers in (0, 1), ``[len(copies), count]``, that depend only on (key, copy, step, k)."""
+def copy_uniforms(noise_key: int, copies: np.ndarray, steps: int | np.ndarray, count: int) -> np.ndarray:
+    """Uniform numbers in (0, 1) that depend only on (key, copy, step, k): ``[len(copies), count]`` for one step,
+    ``[len(steps), len(copies), count]`` for an array of steps."""
     with np.errstate(over="ignore"):  # uint64 arithmetic wraps around, as the mixer intends
-        words = _mix(np.uint64(noise_key % 2**64) + copies.astype(np.uint64)[:, None] * _GOLDEN)
-        words = _mix(words + np.uint64(step) * _GOLDEN + np.arange(count, dtype=np.uint64)[None, :])
+        words = _mix(np.uint64(noise_key % 2**64) + copies.astype(np.uint64)[:, None] * _GOLDEN)  # [B, 1]
+        step_words = np.asarray(steps, dtype=np.uint64)[..., None, None] * _GOLDEN  # [(S,) 1, 1]
+        words = _mix(words + step_words + np.arange(count, dtype=np.uint64))
     return ((words >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53  # 53 random bits, never 0 or 1
 
 
-def sample_actions(distribution: Any, noise_key: int, copies: np.ndarray, step: int) -> torch.Tensor:
-    """A sample of ``distribution`` over ``[1, B]`` drawn with each copy's own noise (Gumbel-max or Box-Muller)."""
+def action_noise(distribution: Any, noise_key: int, copies: np.ndarray, steps: int | np.ndarray) -> torch.Tensor:
+    """What draws ``distribution``'s actions at ``steps``, on its device: Gumbel noise per category, or standard
+    normals per dimension (Box-Muller), ``[B, count]`` for one step, ``[len(steps), B, count]`` for an array."""
     if isinstance(distribution, CategoricalDistribution):
-        logits = distribution.categorical.logits  # [1, B, D, K]
-        uniforms = copy_uniforms(noise_key, copies, step, int(np.prod(logits.shape[2:])))
-        gumbel = torch.as_tensor(-np.log(-np.log(uniforms)), dtype=logits.dtype, device=logits.device)
-        choices = (logits + gumbel.reshape(logits.shape)).argmax(-1)  # [1, B, D]: exactly a categorical sample
+        log_probs = distribution.log_probs  # [1, B, D, K]
+        uniforms = copy_uniforms(noise_key, copies, steps, int(np.prod(log_probs.shape[2:])))
+        return torch.as_tensor(-np.log(-np.log(uniforms)), dtype=log_probs.dtype, device=log_probs.device)
+    mean = distribution.normal.mean  # [1, B, D]
+    half = mean.shape[-1]
+    uniforms = copy_uniforms(noise_key, copies, steps, 2 * half)
+    normals = np.sqrt(-2.0 * np.log(uniforms[..., :half])) * np.cos(2.0 * np.pi * uniforms[..., half:])
+    return torch.as_tensor(normals, dtype=mean.dtype, device=mean.device)
+
+
+def draw_actions(distribution: Any, noise: torch.Tensor) -> torch.Tensor:
+    """A sample of ``distribution`` over ``[1, B]`` from one step's :func:`action_noise`, ``[B, count]``."""
+    if isinstance(distribution, CategoricalDistribution):
+        log_probs = distribution.log_probs  # [1, B, D, K]
+        choices = (log_probs + noise.reshape(log_probs.shape)).argmax(-1)  # [1, B, D]: exactly a categorical sample
         return distribution.unflat(choices + distribution.start)
     mean, std = distribution.normal.mean, distribution.normal.stddev  # [1, B, D]
-    uniforms = copy_uniforms(noise_key, copies, step, 2 * mean.shape[-1])
-    half = mean.shape[-1]
-    normals = np.sqrt(-2.0 * np.log(uniforms[:, :half])) * np.cos(2.0 * np.pi * uniforms[:, half:])
-    noise = torch.as_tensor(normals, dtype=mean.dtype, device=mean.device).reshape(mean.shape)
-    return distribution.unflat(mean + std * noise)
+    return distribution.unflat(mean + std * noise.reshape(mean.shape))
 
 
-def act(
-    policy: RecurrentActorCritic,
-    observations: Any,
-    state: State,
-    episode_starts: np.ndarray,
-    masks: np.ndarray | None,
-    noise_key: int,
-    copies: np.ndarray,
-    step: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, State]:
-    """``policy.act`` for training: unclipped actions drawn with per-copy noise, their log-probs, values, new state."""
-    distribution, values, state = policy.forward_sequence(
-        map_observation(lambda array: np.asarray(array)[None], observations),
-        state,
-        torch.as_tensor(episode_starts, device=policy.device)[None],
-        None if masks is None else torch.as_tensor(masks, device=policy.device)[None],
-    )
-    actions = sample_actions(distribution, noise_key, copies, step)
-    return actions[0], distribution.log_prob(actions)[0], values[0], state
+def sample_actions(distribution: Any, noise_key: int, copies: np.ndarray, step: int) -> torch.Tensor:
+    """A sample of ``distribution`` over ``[1, B]`` drawn with each copy's own noise at ``step``."""
+    return draw_actions(distribution, action_noise(distribution, noise_key, copies, step))
+
+
+# Steps of action noise drawn at once: one numpy computation and one host-to-device copy per block, not per step.
+NOISE_BLOCK = 64
 
 
 class Collector:
@@ -85,11 +83,25 @@ class Collector:
         self.env, self.policy, self.env_id = env, policy, env_id
         self.copies = np.arange(first_copy, first_copy + env.num_envs)
         self.env_steps = 0
+        self._noise: tuple[int, int, torch.Tensor] | None = None  # key, first step, [NOISE_BLOCK, B, count]
 
     def act(self, observations: Any, state: State, episode_starts: np.ndarray, masks: np.ndarray | None,
             noise_key: int, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, State]:
-        """:func:`act` with this collector's policy and copies."""
-        return act(self.policy, observations, state, episode_starts, masks, noise_key, self.copies, step)
+        """``policy.act`` for training: unclipped actions drawn with each copy's noise at (``noise_key``, ``step``),
+        their log-probs, values and the new state."""
+        policy = self.policy
+        distribution, values, state = policy.forward_sequence(
+            map_observation(lambda array: np.asarray(array)[None], observations),
+            state,
+            torch.as_tensor(episode_starts, device=policy.device)[None],
+            None if masks is None else torch.as_tensor(masks, device=policy.device)[None],
+        )
+        first = step - step % NOISE_BLOCK
+        if self._noise is None or self._noise[:2] != (noise_key, first):
+            steps = np.arange(first, first + NOISE_BLOCK)
+            self._noise = (noise_key, first, action_noise(distribution, noise_key, self.copies, steps))
+        actions = draw_actions(distribution, self._noise[2][step - first])
+        return actions[0], distribution.log_prob(actions)[0], values[0], state
 
     def reset_env(self, seed: int) -> tuple[Any, dict[str, Any]]:
         """Reset every copy, copy ``i`` of the whole batch seeded ``seed + i`` (as one vector env seeds its copies)."""

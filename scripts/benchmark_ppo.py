@@ -22,8 +22,10 @@ import numpy as np
 import torch
 import yaml
 from sb3_contrib import RecurrentPPO as Sb3ContribRecurrentPPO
+from scipy import stats
 from stable_baselines3 import PPO as Sb3PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.utils import LinearSchedule
@@ -99,18 +101,56 @@ ACTIVATION_NAMES: dict[type[nn.Module], str] = {nn.ReLU: "relu", nn.Tanh: "tanh"
 
 @dataclass
 class TrainingRun:
-    """One timed ``learn`` of one library and its evaluation afterwards."""
+    """One timed ``learn`` of one library and its evaluations, at given env steps during it and at its end."""
 
     library: str
     seed: int
     env_steps: int  # env steps learn() took (whole rollouts, so a little above the budget)
-    training_seconds: float  # wall-clock of learn() alone
-    evaluation: EvaluationResult
+    training_seconds: float  # wall-clock of learn() with the evaluations during it taken out
+    evaluations: dict[int, EvaluationResult]  # by the evaluation point (env steps) they were taken at or just after
+
+    @property
+    def evaluation(self) -> EvaluationResult:
+        """The evaluation after training."""
+        return self.evaluations[max(self.evaluations)]
 
     @property
     def steps_per_second(self) -> float:
         """Env steps per wall-clock second of training."""
         return self.env_steps / self.training_seconds
+
+
+class EvaluationPoints:
+    """Evaluates a model once training passes each of ``points`` env steps, timing the evaluations to take them out
+    of the training time."""
+
+    def __init__(self, points: list[int], evaluate: Callable[[], EvaluationResult]) -> None:
+        self.pending, self.evaluate = sorted(points), evaluate
+        self.evaluations: dict[int, EvaluationResult] = {}
+        self.seconds = 0.0
+
+    def passed(self, env_steps: int) -> None:
+        """Evaluate for every point ``env_steps`` has reached that was not evaluated yet."""
+        while self.pending and env_steps >= self.pending[0]:
+            start = time.perf_counter()
+            evaluation = self.evaluate()
+            self.evaluations[self.pending.pop(0)] = evaluation
+            self.seconds += time.perf_counter() - start
+
+
+class _EvaluateAtPoints(BaseCallback):
+    """An SB3 callback handing :class:`EvaluationPoints` the env steps after each update (at the next rollout's start),
+    where our ``learn`` calls its callback."""
+
+    def __init__(self, points: EvaluationPoints) -> None:
+        super().__init__()
+        self.points = points
+
+    def _on_rollout_start(self) -> None:
+        self.points.passed(self.num_timesteps)
+
+    def _on_step(self) -> bool:
+        return True
 
 
 def zoo_schedule(value: str | float) -> tuple[float, str]:
@@ -205,33 +245,43 @@ def evaluate_sb3(model: BaseAlgorithm, env: VecEnv, num_episodes: int) -> Evalua
     return EvaluationResult(np.array(returns), np.array(lengths), np.array(successes) if success_reported else None)
 
 
-def run_sb3(library: str, algorithm: type[BaseAlgorithm], zoo: dict[str, Any], env_id: str,
-            env_kwargs: dict[str, Any], seed: int, timesteps: int, eval_episodes: int) -> TrainingRun:
-    """Train an SB3 algorithm on a zoo entry, timing ``learn`` alone, then evaluate it."""
+def run_sb3(library: str, algorithm: type[BaseAlgorithm], zoo: dict[str, Any], env_id: str, env_kwargs: dict[str, Any],
+            seed: int, timesteps: int, eval_episodes: int, eval_at: list[int]) -> TrainingRun:
+    """Train an SB3 algorithm on a zoo entry, evaluating it at ``eval_at`` env steps and after ``learn``, which is
+    timed without the evaluations."""
     train_env = make_sb3_env(zoo, env_id, env_kwargs, seed, training=True)
     model = algorithm(zoo["policy"], train_env, seed=seed, device="cpu", verbose=0, **sb3_hyperparameters(zoo))
+
+    def evaluate() -> EvaluationResult:
+        eval_env = make_sb3_env(zoo, env_id, env_kwargs, EVALUATION_SEED, training=False)
+        sync_envs_normalization(train_env, eval_env)
+        evaluation = evaluate_sb3(model, eval_env, eval_episodes)
+        eval_env.close()
+        return evaluation
+
+    points = EvaluationPoints(eval_at, evaluate)
     start = time.perf_counter()
-    model.learn(timesteps, progress_bar=False)
-    training_seconds = time.perf_counter() - start
-    eval_env = make_sb3_env(zoo, env_id, env_kwargs, EVALUATION_SEED, training=False)
-    sync_envs_normalization(train_env, eval_env)
-    evaluation = evaluate_sb3(model, eval_env, eval_episodes)
+    model.learn(timesteps, progress_bar=False, callback=_EvaluateAtPoints(points))
+    training_seconds = time.perf_counter() - start - points.seconds
+    points.passed(max(model.num_timesteps, max(eval_at)))  # after the last update
     train_env.close()
-    eval_env.close()
-    return TrainingRun(library, seed, model.num_timesteps, training_seconds, evaluation)
+    return TrainingRun(library, seed, model.num_timesteps, training_seconds, points.evaluations)
 
 
 def run_ours(zoo: dict[str, Any], env_id: str, env_kwargs: dict[str, Any], seed: int, timesteps: int,
-             eval_episodes: int) -> TrainingRun:
-    """Train our RecurrentPPO on the zoo entry's hyperparameters, timing ``learn`` alone, then evaluate it."""
+             eval_episodes: int, eval_at: list[int]) -> TrainingRun:
+    """Train our RecurrentPPO on the zoo entry's hyperparameters, evaluating it at ``eval_at`` env steps and after
+    ``learn``, which is timed without the evaluations."""
     agent = RecurrentPPO(env_id, seed=seed, device="cpu", tensorboard_log=None, env_kwargs=env_kwargs,
                          **our_hyperparameters(zoo))
+    points = EvaluationPoints(eval_at, lambda: evaluate_agent(agent, num_episodes=eval_episodes, deterministic=True,
+                                                              seed=EVALUATION_SEED))
     start = time.perf_counter()
-    agent.learn(timesteps, progress_bar=False)
-    training_seconds = time.perf_counter() - start
-    evaluation = evaluate_agent(agent, num_episodes=eval_episodes, deterministic=True, seed=EVALUATION_SEED)
+    agent.learn(timesteps, progress_bar=False, callback=lambda agent: points.passed(agent.num_timesteps))
+    training_seconds = time.perf_counter() - start - points.seconds
+    points.passed(max(agent.num_timesteps, max(eval_at)))
     agent.env.close()
-    return TrainingRun(OURS, seed, agent.num_timesteps, training_seconds, evaluation)
+    return TrainingRun(OURS, seed, agent.num_timesteps, training_seconds, points.evaluations)
 
 
 WARM_UP_ROLLOUTS = 5  # the time budget's first iterations pay for allocations and oneDNN's kernel setup; not timed
@@ -292,23 +342,27 @@ def measure_time_budget(zoo: dict[str, Any], env_id: str, env_kwargs: dict[str, 
                       cores / rollouts)
 
 
-def time_budget_lines(budget: TimeBudget, sb3_contrib_rate: float, rollouts: int, seed: int) -> list[str]:
-    """The report's paragraph on where our time goes and the speed the cores' kernels alone allow."""
+def time_budget_lines(budget: TimeBudget, sb3_contrib_rate: float | None, rollouts: int, seed: int) -> list[str]:
+    """The report's paragraph on where our time goes and the speed the cores' kernels alone allow (and how that
+    compares with sb3-contrib's median rate, when there is one)."""
     per_rollout = budget.collect_seconds + budget.update_seconds
     per_minibatch = budget.update_seconds / budget.minibatches_per_rollout
     cores_per_minibatch = budget.cores_seconds / budget.minibatches_per_rollout
+    against_sb3 = "" if sb3_contrib_rate is None else (
+        f", {budget.ceiling() / sb3_contrib_rate:.1f}x sb3-contrib's median above")
     return [
         "",
         f"Where our time goes (a separate run of ours, seed {seed}, {rollouts} rollouts after {WARM_UP_ROLLOUTS} "
         "warm-up ones, "
         "`time.perf_counter` around each phase): per rollout of "
-        f"{budget.steps_per_rollout} env steps, collecting takes {budget.collect_seconds * 1e3:.1f} ms and "
+        f"{budget.steps_per_rollout} env steps, collecting takes {budget.collect_seconds * 1e3:.1f} ms "
+        f"({budget.collect_seconds / budget.steps_per_rollout * 1e6:.0f} µs per env step) and "
         f"updating {budget.update_seconds * 1e3:.1f} ms ({budget.minibatches_per_rollout:.0f} minibatches of "
-        f"{per_minibatch * 1e3:.2f} ms). Replaying the same minibatches through the actor and critic LSTMs alone, "
+        f"{per_minibatch * 1e3:.2f} ms), {budget.steps_per_rollout / per_rollout:,.0f} env steps/s in all. "
+        "Replaying the same minibatches through the actor and critic LSTMs alone, "
         f"forward and backward, takes {cores_per_minibatch * 1e3:.2f} ms per minibatch "
         f"({budget.cores_seconds / per_rollout:.0%} of an iteration): if everything else cost nothing we would "
-        f"run at most {budget.ceiling():,.0f} env steps/s, {budget.ceiling() / sb3_contrib_rate:.1f}x "
-        "sb3-contrib's median above.",
+        f"run at most {budget.ceiling():,.0f} env steps/s{against_sb3}.",
     ]
 
 
@@ -316,6 +370,15 @@ def format_return(evaluation: EvaluationResult) -> str:
     """``mean ± std`` of the episode returns, with the success rate when the env reports one."""
     text = f"{evaluation.mean_return:.2f} ± {evaluation.std_return:.2f}"
     return text if evaluation.success_rate is None else f"{text} (success {evaluation.success_rate:.0%})"
+
+
+def format_mean_ci(evaluations: list[EvaluationResult]) -> str:
+    """Mean ± the 95% confidence interval's half-width (Student's t) over seeds of each evaluation's mean return."""
+    mean_returns = np.array([evaluation.mean_return for evaluation in evaluations])
+    if len(mean_returns) < 2:
+        return f"{mean_returns.mean():.1f} (one seed)"
+    half_width = stats.t.ppf(0.975, len(mean_returns) - 1) * stats.sem(mean_returns)
+    return f"{mean_returns.mean():.1f} ± {half_width:.1f}"
 
 
 def format_over_seeds(evaluations: list[EvaluationResult]) -> str:
@@ -348,17 +411,25 @@ def benchmark_ppo_vs_sb3(args: argparse.Namespace) -> str:
     """sb3-contrib RecurrentPPO, ours and SB3 PPO over stacked frames, same budget, timed and evaluated alike."""
     torch.set_num_threads(1)
     env_kwargs = parse_assignments(args.env_kwargs, option="--env-kwargs")
+    if args.budget_only:
+        args.no_write = True  # a time budget alone does not replace the comparison's section
+        budget = measure_time_budget(ZOO_PPO_LSTM_CARTPOLE_NOVEL, args.env, env_kwargs, 0, args.budget_rollouts)
+        return "\n".join(time_budget_lines(budget, None, args.budget_rollouts, 0)).strip()
+    if any(point > args.timesteps for point in args.eval_at):
+        raise SystemExit(f"--eval-at points must not exceed --timesteps ({args.timesteps:,})")
+    eval_at = sorted({*args.eval_at, args.timesteps})
     contestants: dict[str, Callable[[int], TrainingRun]] = {
         SB3_CONTRIB: lambda seed: run_sb3(SB3_CONTRIB, Sb3ContribRecurrentPPO, ZOO_PPO_LSTM_CARTPOLE_NOVEL, args.env,
-                                          env_kwargs, seed, args.timesteps, args.eval_episodes),
+                                          env_kwargs, seed, args.timesteps, args.eval_episodes, eval_at),
         OURS: lambda seed: run_ours(ZOO_PPO_LSTM_CARTPOLE_NOVEL, args.env, env_kwargs, seed, args.timesteps,
-                                    args.eval_episodes),
+                                    args.eval_episodes, eval_at),
         SB3_FRAME_STACK: lambda seed: run_sb3(SB3_FRAME_STACK, Sb3PPO, ZOO_PPO_CARTPOLE_FRAME_STACK, args.env,
-                                              env_kwargs, seed, args.timesteps, args.eval_episodes),
+                                              env_kwargs, seed, args.timesteps, args.eval_episodes, eval_at),
     }
+    at_points = " | ".join(f"eval return at {point:,} (mean ± std)" for point in eval_at)
     lines = [
-        "| library | seed | env steps/s | wall-clock s | eval return (mean ± std) |",
-        "|---|---:|---:|---:|---|",
+        f"| library | seed | env steps/s | wall-clock s | {at_points} |",
+        "|---|---:|---:|---:|" + "---|" * len(eval_at),
     ]
     runs: dict[str, list[TrainingRun]] = {library: [] for library in COMPARISON_ORDER}
     # Alternate the libraries seed by seed so that machine load drifts over all of them alike.
@@ -366,16 +437,17 @@ def benchmark_ppo_vs_sb3(args: argparse.Namespace) -> str:
         for library in COMPARISON_ORDER:
             run = contestants[library](seed)
             runs[library].append(run)
-            row = (f"| {library} | {seed} | {run.steps_per_second:,.0f} | {run.training_seconds:,.1f} | "
-                   f"{format_return(run.evaluation)} |")
+            returns = " | ".join(format_return(run.evaluations[point]) for point in eval_at)
+            row = f"| {library} | {seed} | {run.steps_per_second:,.0f} | {run.training_seconds:,.1f} | {returns} |"
             print(row, flush=True)
             lines.append(row)
     median_rate = {library: statistics.median(r.steps_per_second for r in runs[library]) for library in runs}
     for library in COMPARISON_ORDER:
         median_seconds = statistics.median(r.training_seconds for r in runs[library])
-        over_seeds = format_over_seeds([r.evaluation for r in runs[library]])
-        lines.append(f"| **{library}** | median; mean ± std over seeds | **{median_rate[library]:,.0f}** | "
-                     f"{median_seconds:,.1f} | **{over_seeds}** |")
+        over_seeds = " | ".join(f"**{format_mean_ci([r.evaluations[point] for r in runs[library]])}**"
+                                for point in eval_at)
+        lines.append(f"| **{library}** | median; mean ± 95% CI over seeds | **{median_rate[library]:,.0f}** | "
+                     f"{median_seconds:,.1f} | {over_seeds} |")
     recurrent_ratio = median_rate[OURS] / median_rate[SB3_CONTRIB]
     frame_stack_ratio = median_rate[OURS] / median_rate[SB3_FRAME_STACK]
     lstm_zoo = f"{ZOO_URL}/{ZOO_PPO_LSTM_COMMIT}/hyperparams/ppo_lstm.yml"
@@ -388,19 +460,23 @@ def benchmark_ppo_vs_sb3(args: argparse.Namespace) -> str:
         f"Each library trains {args.timesteps:,} env steps per seed on `{args.env}`{kwargs_text(env_kwargs)}, "
         f"{seeds_text(args.seeds)}, the three alternated seed by seed in one process with "
         "`torch.set_num_threads(1)`. Wall-clock is `learn()` alone (`time.perf_counter`; building the model and "
-        "evaluating are outside it); env steps/s is the steps `learn()` took over that time, env stepping "
-        "included: sb3's DummyVecEnv of Monitor-wrapped copies (`make_vec_env`, as the zoo builds it) against "
-        f"our native numpy vector env. After training each model plays {args.eval_episodes} deterministic "
-        f"episodes on {ZOO_PPO_LSTM_CARTPOLE_NOVEL['n_envs']} fresh env copies seeded from {EVALUATION_SEED} "
+        "evaluating, during and after `learn()`, are outside it); env steps/s is the steps `learn()` took over that "
+        "time, env stepping included: sb3's DummyVecEnv of Monitor-wrapped copies (`make_vec_env`, as the zoo "
+        "builds it) against "
+        f"our native numpy vector env. After the update that passes each of {', '.join(f'{p:,}' for p in eval_at)} "
+        f"env steps (our callback after an update; SB3's at the next rollout's start) each model plays "
+        f"{args.eval_episodes} deterministic episodes on {ZOO_PPO_LSTM_CARTPOLE_NOVEL['n_envs']} fresh env copies "
+        f"seeded from {EVALUATION_SEED} "
         "(SB3's `evaluate_policy`; our `evaluate_agent`), with the training observation statistics frozen and "
-        "raw rewards; ± in a seed's row is the std over its episodes.",
+        "raw rewards; ± in a seed's row is the std over its episodes, in the summary rows the 95% confidence "
+        "interval of the mean over seeds (Student's t over the seeds' mean returns).",
         "",
         f"Hyperparameters, on every env alike: the tuned `CartPoleNoVel-v1` entry of rl-baselines3-zoo's "
         f"[ppo_lstm.yml]({lstm_zoo}) for both recurrent contestants (`{zoo_text(ZOO_PPO_LSTM_CARTPOLE_NOVEL)}`; "
         "`lin_` decays linearly to 0, `normalize` is VecNormalize of observations and rewards, unset keys take "
         "SB3's defaults). Ours takes seq_len = n_steps (sb3-contrib backpropagates through each env's whole "
         "rollout), advantage normalization as sb3, and forget-gate bias 0 (sb3-contrib keeps nn.LSTM's uniform "
-        "init; our default is 1); it normalizes with gymnasium's NormalizeObservation/NormalizeReward, which do "
+        "init; our default is 3); it normalizes with gymnasium's NormalizeObservation/NormalizeReward, which do "
         "not clip at ±10 as VecNormalize does. The memoryless baseline is SB3 `PPO(\"MlpPolicy\")` with the tuned "
         f"`CartPole-v1` entry of [ppo.yml]({ppo_zoo}) (`{zoo_text(ZOO_PPO_CARTPOLE_FRAME_STACK)}`; tanh MLP 64-64, "
         "orthogonal init, no normalization), adapted only by `frame_stack: 4` (`VecFrameStack(n_stack=4)`): it "
@@ -602,8 +678,13 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     versus.add_argument("--env", default="rl_lstm/CartPolePositionOnly-v0",
                         help="env id (e.g. rl_lstm/TMaze-v0, rl_lstm/RepeatFirstEasy-v0)")
     versus.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE", help="e.g. length=10")
+    versus.add_argument("--eval-at", type=_positive_int, nargs="*", default=[50_000], metavar="STEPS",
+                        help="also evaluate after the update passing each of these env steps (default: 50000); "
+                        "every run is evaluated at its end too")
     versus.add_argument("--budget-rollouts", type=_positive_int, default=100,
                         help="rollouts of ours timed phase by phase for the time budget")
+    versus.add_argument("--budget-only", action="store_true",
+                        help="only time our phases (no training runs); prints, leaves docs/benchmarks.md alone")
     versus.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     versus.set_defaults(run=benchmark_ppo_vs_sb3)
 
