@@ -6,15 +6,20 @@ a value of the wrong type is an error naming the expected type.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
+import inspect
+import operator
 import re
 import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
+import gymnasium as gym
 import yaml
+from gymnasium.envs.registration import load_env_creator
 
 from rl_lstm.errors import ConfigError
 
@@ -38,6 +43,88 @@ _Loader.add_implicit_resolver(
     ),
     list("-+0123456789."),
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvRule:
+    """A value computed from the env's kwargs, written ``seq_len: !from_env length + 2`` in YAML.
+
+    One rule then serves every corridor length instead of one preset entry per length. The expression may use the
+    env's kwargs by name (its constructor's defaults fill in those not given), numbers, ``+ - * / // % **``,
+    parentheses and ``min``, ``max``, ``int``, ``round``.
+    """
+
+    expression: str
+
+    def evaluate(self, env_id: str, env_kwargs: dict[str, Any]) -> Any:
+        """The expression's value with ``env_kwargs`` as its names, or a ConfigError naming what is wrong."""
+        try:
+            tree = ast.parse(self.expression, mode="eval")
+        except SyntaxError as error:
+            raise ConfigError(f"!from_env {self.expression!r} is not an expression: {error.msg}") from None
+        return _evaluate(tree.body, self.expression, env_id, env_kwargs)
+
+
+_OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+              ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
+              ast.USub: operator.neg, ast.UAdd: operator.pos}
+_FUNCTIONS = {"min": min, "max": max, "int": int, "round": round}
+
+
+def _evaluate(node: ast.expr, expression: str, env_id: str, names: dict[str, Any]) -> Any:
+    """Arithmetic over ``names`` only: no attribute access, no calls but :data:`_FUNCTIONS`, nothing imported."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+        return node.value
+    if isinstance(node, ast.Name):
+        if node.id not in names:
+            raise ConfigError(f"!from_env {expression!r} uses {node.id!r}, which is not a kwarg of {env_id}; its "
+                              f"kwargs are: {', '.join(sorted(names)) or 'none'}")
+        return names[node.id]
+    if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
+        return _OPERATORS[type(node.op)](_evaluate(node.left, expression, env_id, names),
+                                         _evaluate(node.right, expression, env_id, names))
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _OPERATORS:
+        return _OPERATORS[type(node.op)](_evaluate(node.operand, expression, env_id, names))
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS
+            and not node.keywords):
+        return _FUNCTIONS[node.func.id](*(_evaluate(arg, expression, env_id, names) for arg in node.args))
+    raise ConfigError(f"!from_env {expression!r}: {ast.unparse(node)!r} is not allowed; use the env's kwargs, "
+                      f"numbers, + - * / // % **, parentheses and {', '.join(_FUNCTIONS)}")
+
+
+def env_kwargs_with_defaults(env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``env_kwargs`` over the registered spec's kwargs and the defaults of the env's constructor (and task)."""
+    try:
+        spec = gym.spec(env_id)
+    except gym.error.Error:
+        return dict(env_kwargs)
+    creator = load_env_creator(spec.entry_point) if isinstance(spec.entry_point, str) else spec.entry_point
+    defaults: dict[str, Any] = {}
+    # rl_lstm's own envs take their kwargs through **task_kwargs into a batched task class.
+    for source in (getattr(creator, "task_class", None), creator):
+        if source is None:
+            continue
+        try:
+            parameters = inspect.signature(source).parameters.values()
+        except (TypeError, ValueError):
+            continue
+        defaults.update({p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty})
+    return {**defaults, **spec.kwargs, **env_kwargs}
+
+
+def resolve_env_rules(values: Any, env_id: str, env_kwargs: dict[str, Any] | None) -> Any:
+    """``values`` with every :class:`EnvRule` in it (at any depth) replaced by its value for this env."""
+    if isinstance(values, EnvRule):
+        given = env_kwargs if isinstance(env_kwargs, dict) else {}  # other kwargs: build_config reports them
+        return values.evaluate(env_id, env_kwargs_with_defaults(env_id, given))
+    if isinstance(values, dict):
+        return {key: resolve_env_rules(value, env_id, env_kwargs) for key, value in values.items()}
+    if isinstance(values, list):
+        return [resolve_env_rules(value, env_id, env_kwargs) for value in values]
+    return values
+
+
+_Loader.add_constructor("!from_env", lambda loader, node: EnvRule(loader.construct_scalar(node)))
 
 
 def load_yaml(text: str) -> Any:
@@ -154,7 +241,8 @@ def preset(agent: str, env_id: str, env_kwargs: dict[str, Any] | None = None) ->
     whose kwargs all equal those in ``env_kwargs``; the entry naming more kwargs applies later. An env without an
     entry gets ``{}``: the agent's config defaults, chosen once for every env. Each update replaces whole values
     (a ``core_kwargs`` mapping is not merged). ``env_kwargs`` that are not a mapping match no entry
-    (``build_config`` reports them).
+    (``build_config`` reports them). Values written ``!from_env EXPRESSION`` are computed from ``env_kwargs`` (see
+    :class:`EnvRule`), so one entry can follow a corridor length.
     """
     path = PRESETS_DIR / f"{agent}.yaml"
     if not path.exists():
@@ -169,7 +257,7 @@ def preset(agent: str, env_id: str, env_kwargs: dict[str, Any] | None = None) ->
     resolved = dict(presets.get(env_id, {}))
     for _, entry in sorted(matching, key=lambda match: match[0]):
         resolved.update(entry)
-    return resolved
+    return resolve_env_rules(resolved, env_id, given)
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import yaml
 
 from agents import agent_class
 from rl_lstm.agent import RecurrentAgent
-from rl_lstm.config import build_config, config_to_dict, preset, read_yaml, require
+from rl_lstm.config import build_config, config_to_dict, preset, read_yaml, require, resolve_env_rules
 from rl_lstm.errors import ConfigError
 from rl_lstm.vec_env import resolve_env_id
 
@@ -64,7 +64,7 @@ def resolve_config(values: dict[str, Any]) -> tuple[RunConfig, Any]:
     run_keys = {f.name for f in dataclasses.fields(RunConfig)}
     run_config = build_config(RunConfig, {k: v for k, v in values.items() if k in run_keys})
     # Checked now, before anything runs; the run keeps the id as written (a module prefix is re-imported on resume).
-    resolve_env_id(run_config.env)
+    env_id = resolve_env_id(run_config.env)
     config_class = agent_class(run_config.agent).config_class
     agent_keys = {f.name for f in dataclasses.fields(config_class)}
     unknown = [k for k in values if k not in run_keys and k not in agent_keys]
@@ -76,6 +76,8 @@ def resolve_config(values: dict[str, Any]) -> tuple[RunConfig, Any]:
             raise ConfigError(f"{error} Run keys: {', '.join(sorted(run_keys))}.") from None
     hyperparams = {**preset(run_config.agent, run_config.env, values.get("env_kwargs")),
                    **{k: v for k, v in values.items() if k in agent_keys}}
+    # A user's file or --set may also write a value as !from_env EXPRESSION, as the presets do.
+    hyperparams = resolve_env_rules(hyperparams, env_id, values.get("env_kwargs"))
     return run_config, build_config(config_class, hyperparams)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -104,7 +105,71 @@ def test_every_shipped_kwargs_entry_names_a_registered_env_and_builds_a_valid_co
     for key in kwargs_entries:
         env_id, env_kwargs = split_env_spec(key)
         _, hyperparams = resolve_config({"agent": "ppo", "env": env_id, "env_kwargs": env_kwargs})
-        assert all(getattr(hyperparams, name) == value for name, value in shipped[key].items()), key
+        entry = config.resolve_env_rules(shipped[key], env_id, env_kwargs)
+        assert all(getattr(hyperparams, name) == value for name, value in entry.items()), key
+
+
+RULES = """
+rl_lstm/NiPassiveTMaze-v0:
+  n_steps: !from_env length + 2
+  seq_len: !from_env length + 2
+  batch_size: !from_env 4 * (length + 2)
+  core_kwargs: {init: chrono, t_max: !from_env "max(length, 100)"}
+"""
+
+
+def test_a_from_env_rule_follows_the_env_kwargs_and_their_defaults(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "ppo.yaml").write_text(RULES)
+    monkeypatch.setattr(config, "PRESETS_DIR", tmp_path)
+    assert preset("ppo", "rl_lstm/NiPassiveTMaze-v0", {"length": 1500}) == {
+        "n_steps": 1502, "seq_len": 1502, "batch_size": 6008, "core_kwargs": {"init": "chrono", "t_max": 1500}
+    }
+    # No length given: the env's own default (10) is L.
+    assert preset("ppo", "rl_lstm/NiPassiveTMaze-v0")["seq_len"] == 12
+    _, hyperparams = resolve_config({"agent": "ppo", "env": "rl_lstm/NiPassiveTMaze-v0", "env_kwargs": {"length": 98}})
+    assert (hyperparams.n_steps, hyperparams.batch_size, hyperparams.core_kwargs["t_max"]) == (100, 400, 100)
+
+
+def test_a_from_env_rule_in_set_or_a_user_file_is_resolved_too() -> None:
+    values = {"agent": "ppo", "env": "rl_lstm/NiPassiveTMaze-v0", "env_kwargs": {"length": 40},
+              **config.parse_assignments(["seq_len=!from_env length + 2", "n_steps=!from_env 2 * (length + 2)",
+                                          "batch_size=!from_env length + 2"])}
+    _, hyperparams = resolve_config(values)
+    assert (hyperparams.seq_len, hyperparams.n_steps, hyperparams.batch_size) == (42, 84, 42)
+
+
+@pytest.mark.parametrize(("expression", "message"), [
+    ("lenght + 2", "uses 'lenght', which is not a kwarg of rl_lstm/NiPassiveTMaze-v0; its kwargs are: length"),
+    ("__import__('os').getcwd()", "is not allowed"),
+    ("length.bit_length()", "is not allowed"),
+    ("length +", "is not an expression"),
+])
+def test_a_bad_from_env_rule_is_an_error_naming_it(expression: str, message: str) -> None:
+    values = {"agent": "ppo", "env": "rl_lstm/NiPassiveTMaze-v0", "seq_len": config.EnvRule(expression)}
+    with pytest.raises(config.ConfigError, match=re.escape(message)):
+        resolve_config(values)
+
+
+def test_a_from_env_rule_works_on_an_env_we_did_not_write() -> None:
+    values = {"agent": "ppo", "env": "CartPole-v1", "n_steps": config.EnvRule("64 * (2 if sutton_barto_reward else 1)"),
+              "env_kwargs": {"sutton_barto_reward": True}}
+    with pytest.raises(config.ConfigError, match="is not allowed"):  # no conditionals: arithmetic only
+        resolve_config(values)
+    values["n_steps"] = config.EnvRule("64 * (1 + sutton_barto_reward)")
+    _, hyperparams = resolve_config(values)
+    assert hyperparams.n_steps == 128
+
+
+@pytest.mark.parametrize("agent", ["ppo", "reinforce", "evolino"])
+@pytest.mark.parametrize("length", [1, 10, 1500, 100_000])
+def test_every_shipped_entry_builds_a_valid_config_at_any_length(agent: str, length: int) -> None:
+    shipped = config.read_yaml(config.PRESETS_DIR / f"{agent}.yaml")
+    for key in shipped:
+        env_id, _ = split_env_spec(key)
+        if "TMaze" in env_id:
+            _, hyperparams = resolve_config({"agent": agent, "env": env_id, "env_kwargs": {"length": length}})
+            assert hyperparams.env_kwargs == {"length": length}
 
 
 def test_exponent_floats_are_numbers_in_set_and_in_config_files(tmp_path: Path) -> None:
