@@ -36,6 +36,7 @@ import torch
 from envs.batched import TaskVectorEnv
 from rl_lstm.agent import EnvConfig, RecurrentAgent, rng_state, set_rng_state
 from rl_lstm.config import require
+from rl_lstm.cores import INITS
 from rl_lstm.errors import ConfigError
 from rl_lstm.esp import EnforcedSubpopulations, LSTMLayout, PopulationLSTM, validate_esp_settings
 from rl_lstm.logger import EpisodeStatistics
@@ -56,6 +57,11 @@ class EvolinoConfig(EnvConfig, RayConfig):
     episodes_per_network: int = 8  # episodes averaged into a network's fitness
     init_scale: float = 0.5  # initial weights uniform in [-init_scale, init_scale]
     forget_bias: float = 0.0  # added to every initial forget-gate bias: cells start out keeping what they hold
+    # "chrono" (with t_max): each initial chromosome's forget-gate bias log(U[1, t_max - 1]) and its input-gate bias
+    # minus that, as chrono initialization does for gradient cores (Tallec & Ollivier 2018): the population starts
+    # out with memory time scales spread up to t_max steps; "default": forget_bias alone
+    init: str = "default"
+    t_max: float | None = None  # chrono: the longest dependency in steps, e.g. the episode length
     elite_fraction: float = 0.25  # top fraction of a subpopulation that breeds (ESP and Evolino: a quarter)
     crossover: bool = True  # one-point crossover between two elite parents before mutation
     mutation_scale: float = 0.05  # scale of the Cauchy noise added to every weight of an offspring
@@ -75,6 +81,15 @@ class EvolinoConfig(EnvConfig, RayConfig):
         require(self.episodes_per_network >= 1, f"episodes_per_network must be >= 1, got {self.episodes_per_network}")
         require(self.max_episode_steps >= 1, f"max_episode_steps must be at least 1, got {self.max_episode_steps}")
         self.validate_backend()
+        require(self.init in INITS, f"init must be one of {', '.join(INITS)}, got {self.init!r}")
+        if self.init == "chrono":
+            require(self.forget_bias == 0, f"init: chrono sets the forget-gate biases itself (log U[1, t_max - 1]), "
+                    f"so forget_bias must be 0, got {self.forget_bias}: drop forget_bias, or drop init: chrono")
+            require(self.t_max is not None and self.t_max >= 2,
+                    f"init: chrono needs t_max, the longest dependency in steps (e.g. the episode length), a number "
+                    f">= 2; got t_max={self.t_max!r}")
+        elif self.t_max is not None:
+            raise ConfigError(f"t_max={self.t_max:g} is set without init: chrono: add init: chrono, or drop t_max")
         require(
             not (self.normalize_observations or self.normalize_rewards),
             "Evolino compares fixed networks by their returns: normalize_observations and normalize_rewards must "
@@ -287,9 +302,14 @@ class RecurrentEvolino(RecurrentAgent):
         num_outputs = self.policy.action_head.linear.out_features  # logits, or the Box action's mean
         self.layout = LSTMLayout(self.policy.encoder.out_features, config.num_cells, num_outputs)
         self.esp = EnforcedSubpopulations.from_config(self.layout.chromosome_sizes(), config, self.rng)
+        forget, input_gate = self.layout.forget_bias_index, self.layout.input_bias_index
         for cell in range(config.num_cells):
             # Ours, not the papers': like the forget-gate bias of gradient LSTMs, a positive start lets memory last.
-            self.esp.subpopulations[cell][:, self.layout.forget_bias_index] += config.forget_bias
+            chromosomes = self.esp.subpopulations[cell]
+            chromosomes[:, forget] += config.forget_bias
+            if config.init == "chrono":
+                chromosomes[:, forget] = np.log(self.rng.uniform(1.0, config.t_max - 1.0, len(chromosomes)))
+                chromosomes[:, input_gate] = -chromosomes[:, forget]
         if config.backend == "ray":
             require_env_id(self.env_id)
             spec = evaluator_spec(self.env_id, config, self.layout)

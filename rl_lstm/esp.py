@@ -269,6 +269,11 @@ class LSTMLayout:
         """Where a memory cell's chromosome holds its forget-gate bias."""
         return NUM_GATES * (self.input_size + self.num_cells) + 1
 
+    @property
+    def input_bias_index(self) -> int:
+        """Where a memory cell's chromosome holds its input-gate bias."""
+        return NUM_GATES * (self.input_size + self.num_cells)
+
     def chromosome_sizes(self) -> list[int]:
         """One entry per subpopulation: the memory cells, then the output units."""
         return [self.cell_size] * self.num_cells + [self.output_size] * self.num_outputs

@@ -13,7 +13,8 @@ deterministic evaluation episodes; it stops when solved or when its wall-clock b
 
 Every finished run is recorded at once in ``docs/memory_span.json`` (with the command that ran it and its training
 env steps per second), and a run already recorded there is not repeated: a sweep that is stopped resumes, and
-sweeps of different trainers run as separate processes (one per core) add up. The tables in docs/benchmarks.md
+sweeps of different trainers run as separate processes (one per core) add up. ``--report-only`` trains nothing and
+redraws the tables, plot and trace from the recorded runs. The tables in docs/benchmarks.md
 (via scripts/benchmark.py), the plot ``docs/img/memory_span.png`` (with the published spans of Ni et al. and AMAGO
 marked) and, from the saved checkpoint of the longest solved corridor, ``docs/img/tmaze_memory_trace.png`` are
 drawn from all recorded runs.
@@ -304,7 +305,8 @@ def benchmark_memory(args: argparse.Namespace) -> str:
     """The sweep, then the tables, plot and memory trace of every recorded run; returns the markdown section."""
     torch.set_num_threads(1)
     results_path = Path(args.results)
-    sweep(args, results_path, "python scripts/benchmark.py " + " ".join(sys.argv[1:]))
+    if not args.report_only:
+        sweep(args, results_path, "python scripts/benchmark.py " + " ".join(sys.argv[1:]))
     results = read_results(results_path)
     runs = [SpanRun(**fields) for fields in results["runs"].values()]
     image_dir = Path(args.image_dir)
@@ -388,4 +390,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--results", default=str(RESULTS_FILE), help="JSON of recorded runs (read, then extended)")
     parser.add_argument("--checkpoint-dir", default=str(CHECKPOINT_DIR), help="where solved agents are saved")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: the tables, plot and trace from the runs the results file holds (e.g. "
+                        "after merging runs recorded elsewhere with --results)")
     parser.set_defaults(run=benchmark_memory)

@@ -204,3 +204,21 @@ def test_a_tiny_real_sweep_on_ni_passive_writes_its_run_plot_and_trace(tmp_path)
     assert run["maze"] == "ni-passive" and run["length"] == 2 and run["steps_per_second"] > 0
     assert "median env steps/s" in completed.stdout
     assert run["solved"] and (tmp_path / "memory_span.png").exists() and (tmp_path / "tmaze_memory_trace.png").exists()
+
+
+def test_report_only_trains_nothing_and_draws_the_recorded_runs(tmp_path, monkeypatch) -> None:
+    results_path = tmp_path / "runs.json"
+    runs = recorded_runs()
+    results_path.write_text(json.dumps({"runs": {run.key: benchmark_memory.asdict(run) for run in runs},
+                                        "commands": ["the sweep"]}))
+
+    def no_training(*_args) -> SpanRun:
+        raise AssertionError("--report-only must not train")
+
+    monkeypatch.setattr(benchmark_memory, "train_at_length", no_training)
+    args = parse("--report-only", "--agents", "ppo", "--lengths", "100000", "--results", str(results_path),
+                 "--image-dir", str(tmp_path))
+    section = benchmark_memory.benchmark_memory(args)
+    assert "| maze | trainer | 10 | 100 | 1,000 | longest solved |" in section  # the recorded lengths, not --lengths
+    assert (tmp_path / "memory_span.png").exists()
+    assert json.loads(results_path.read_text())["commands"] == ["the sweep"]  # the report is not a run's command

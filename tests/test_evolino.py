@@ -199,6 +199,10 @@ def test_box_actions_and_continuous_observations_work() -> None:
         ({"subpopulation_size": 2}, "subpopulation_size must be at least 4"),
         ({"elite_fraction": 0.9}, r"elite_fraction must lie in \(0, 0.5\]"),
         ({"mutation_rate": 0.1}, "unknown key 'mutation_rate'.*mutation_scale"),
+        ({"init": "orthogonal"}, "init must be one of default, chrono"),
+        ({"init": "chrono"}, "init: chrono needs t_max"),
+        ({"init": "chrono", "t_max": 100, "forget_bias": 3.0}, "forget_bias must be 0"),
+        ({"t_max": 100}, "t_max=100 is set without init: chrono"),
     ],
 )
 def test_bad_settings_are_config_errors_naming_the_key(values: dict, message: str) -> None:
@@ -294,3 +298,20 @@ def test_forget_bias_shifts_the_initial_forget_gates_and_nothing_else() -> None:
     network.write_into(0, cell)
     forget = cell.bias[biased.layout.num_cells : 2 * biased.layout.num_cells]
     assert (forget > 3.0 - biased.config.init_scale - 1e-6).all()
+
+
+def test_chrono_init_spreads_the_initial_forget_gates_and_mirrors_them_in_the_input_gates() -> None:
+    plain = RecurrentEvolino("rl_lstm/TMaze-v0", seed=0, **SMALL)
+    chrono = RecurrentEvolino("rl_lstm/TMaze-v0", seed=0, init="chrono", t_max=10_000, **SMALL)
+    forget, input_gate = chrono.layout.forget_bias_index, chrono.layout.input_bias_index
+    biases = []
+    for s, (a, b) in enumerate(zip(plain.esp.subpopulations, chrono.esp.subpopulations)):
+        if s < chrono.layout.num_cells:
+            assert ((b[:, forget] >= 0) & (b[:, forget] <= np.log(10_000 - 1))).all()
+            assert np.array_equal(b[:, input_gate], -b[:, forget])
+            biases.append(b[:, forget])
+            a, b = np.delete(a, [input_gate, forget], axis=1), np.delete(b, [input_gate, forget], axis=1)
+        assert np.array_equal(a, b)  # every other weight is the default initialization's
+    # Time scales e^b spread uniformly up to t_max: most biases are near log(t_max), some near 0.
+    biases = np.concatenate(biases)
+    assert np.median(biases) > np.log(10_000) - 1.5 and biases.min() < np.log(10_000) - 2
