@@ -114,14 +114,22 @@ def env_kwargs_with_defaults(env_id: str, env_kwargs: dict[str, Any]) -> dict[st
 
 def resolve_env_rules(values: Any, env_id: str, env_kwargs: dict[str, Any] | None) -> Any:
     """``values`` with every :class:`EnvRule` in it (at any depth) replaced by its value for this env."""
-    if isinstance(values, EnvRule):
-        given = env_kwargs if isinstance(env_kwargs, dict) else {}  # other kwargs: build_config reports them
-        return values.evaluate(env_id, env_kwargs_with_defaults(env_id, given))
-    if isinstance(values, dict):
-        return {key: resolve_env_rules(value, env_id, env_kwargs) for key, value in values.items()}
-    if isinstance(values, list):
-        return [resolve_env_rules(value, env_id, env_kwargs) for value in values]
-    return values
+    names: dict[str, Any] | None = None  # the env's kwargs with defaults: looked up once, and only if a rule needs them
+
+    def resolve(value: Any) -> Any:
+        nonlocal names
+        if isinstance(value, EnvRule):
+            if names is None:
+                given = env_kwargs if isinstance(env_kwargs, dict) else {}  # other kwargs: build_config reports them
+                names = env_kwargs_with_defaults(env_id, given)
+            return value.evaluate(env_id, names)
+        if isinstance(value, dict):
+            return {key: resolve(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [resolve(item) for item in value]
+        return value
+
+    return resolve(values)
 
 
 _Loader.add_constructor("!from_env", lambda loader, node: EnvRule(loader.construct_scalar(node)))
