@@ -36,7 +36,7 @@ import torch
 from envs.batched import TaskVectorEnv
 from rl_lstm.agent import EnvConfig, RecurrentAgent, rng_state, set_rng_state
 from rl_lstm.config import require
-from rl_lstm.cores import INITS
+from rl_lstm.cores import check_gate_init
 from rl_lstm.errors import ConfigError
 from rl_lstm.esp import EnforcedSubpopulations, LSTMLayout, PopulationLSTM, validate_esp_settings
 from rl_lstm.logger import EpisodeStatistics
@@ -81,15 +81,8 @@ class EvolinoConfig(EnvConfig, RayConfig):
         require(self.episodes_per_network >= 1, f"episodes_per_network must be >= 1, got {self.episodes_per_network}")
         require(self.max_episode_steps >= 1, f"max_episode_steps must be at least 1, got {self.max_episode_steps}")
         self.validate_backend()
-        require(self.init in INITS, f"init must be one of {', '.join(INITS)}, got {self.init!r}")
-        if self.init == "chrono":
-            require(self.forget_bias == 0, f"init: chrono sets the forget-gate biases itself (log U[1, t_max - 1]), "
-                    f"so forget_bias must be 0, got {self.forget_bias}: drop forget_bias, or drop init: chrono")
-            require(self.t_max is not None and self.t_max >= 2,
-                    f"init: chrono needs t_max, the longest dependency in steps (e.g. the episode length), a number "
-                    f">= 2; got t_max={self.t_max!r}")
-        elif self.t_max is not None:
-            raise ConfigError(f"t_max={self.t_max:g} is set without init: chrono: add init: chrono, or drop t_max")
+        # forget_bias 0 is its default, "not set"; chrono draws the forget-gate biases itself.
+        check_gate_init(self.init, self.t_max, self.forget_bias or None, options="")
         require(
             not (self.normalize_observations or self.normalize_rewards),
             "Evolino compares fixed networks by their returns: normalize_observations and normalize_rewards must "

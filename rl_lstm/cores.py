@@ -56,28 +56,33 @@ def reset_state(state: State, episode_starts: Tensor) -> State:
 INITS = ("default", "chrono")
 
 
-def check_gate_init(init: str, t_max: float | None, forget_bias: float | None = None) -> None:
-    """Check a core's ``init``, ``t_max`` and ``forget_bias`` options; a bad one is a ConfigError naming it."""
+def check_gate_init(init: str, t_max: float | None, forget_bias: float | None = None,
+                    options: str = "core_kwargs ") -> None:
+    """Check a core's ``init``, ``t_max`` and ``forget_bias`` options; a bad one is a ConfigError naming it.
+
+    ``options`` names where the keys live in a config (Evolino's are top-level keys, so it passes "").
+    """
     if init not in INITS:
         raise ConfigError(
-            f"core_kwargs init={init!r} is not a gate initialization; allowed: {', '.join(INITS)} "
+            f"{options}init={init!r} is not a gate initialization; allowed: {', '.join(INITS)} "
             "('chrono' with t_max: Tallec & Ollivier 2018)"
         )
     if init != "chrono":
         if t_max is not None:
+            shown = f"{t_max:g}" if isinstance(t_max, (int, float)) else repr(t_max)  # 100, not 100.0
             raise ConfigError(
-                f"core_kwargs t_max={t_max} is set without init: chrono; t_max is the longest dependency chrono "
+                f"{options}t_max={shown} is set without init: chrono; t_max is the longest dependency chrono "
                 "initialization spreads the gate time scales over: add init: chrono, or drop t_max"
             )
         return
     if forget_bias is not None:
         raise ConfigError(
-            f"core_kwargs sets both init: chrono and forget_bias={forget_bias}; chrono initialization sets the "
+            f"{options}sets both init: chrono and forget_bias={forget_bias}; chrono initialization sets the "
             "forget-gate bias itself (log U[1, t_max - 1]): drop forget_bias, or drop init: chrono"
         )
     if isinstance(t_max, bool) or not isinstance(t_max, (int, float)) or not t_max >= 2:
         raise ConfigError(
-            f"core_kwargs init: chrono needs t_max, the longest dependency in steps the memory should span "
+            f"{options}init: chrono needs t_max, the longest dependency in steps the memory should span "
             f"(e.g. the episode length), a number >= 2; got t_max={t_max!r}"
         )
 

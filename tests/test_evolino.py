@@ -199,9 +199,9 @@ def test_box_actions_and_continuous_observations_work() -> None:
         ({"subpopulation_size": 2}, "subpopulation_size must be at least 4"),
         ({"elite_fraction": 0.9}, r"elite_fraction must lie in \(0, 0.5\]"),
         ({"mutation_rate": 0.1}, "unknown key 'mutation_rate'.*mutation_scale"),
-        ({"init": "orthogonal"}, "init must be one of default, chrono"),
+        ({"init": "orthogonal"}, "not a gate initialization; allowed: default, chrono"),
         ({"init": "chrono"}, "init: chrono needs t_max"),
-        ({"init": "chrono", "t_max": 100, "forget_bias": 3.0}, "forget_bias must be 0"),
+        ({"init": "chrono", "t_max": 100, "forget_bias": 3.0}, "both init: chrono and forget_bias=3.0"),
         ({"t_max": 100}, "t_max=100 is set without init: chrono"),
     ],
 )
