@@ -69,7 +69,8 @@ def check_gate_init(init: str, t_max: float | None, forget_bias: float | None = 
         )
     if init != "chrono":
         if t_max is not None:
-            shown = f"{t_max:g}" if isinstance(t_max, (int, float)) else repr(t_max)  # 100, not 100.0
+            # 100 for a float 100.0 from YAML; a bool as itself
+            shown = f"{t_max:g}" if isinstance(t_max, (int, float)) and not isinstance(t_max, bool) else repr(t_max)
             raise ConfigError(
                 f"{options}t_max={shown} is set without init: chrono; t_max is the longest dependency chrono "
                 "initialization spreads the gate time scales over: add init: chrono, or drop t_max"
