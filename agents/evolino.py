@@ -256,6 +256,9 @@ class RecurrentEvolino(RecurrentAgent):
 
     name = "evolino"
     config_class = EvolinoConfig
+    # The subpopulations (their shape, initial draw and breeding settings) are built once.
+    fixed_hyperparameters = ("num_cells", "subpopulation_size", "init_scale", "forget_bias", "init", "t_max",
+                             "elite_fraction", "crossover", "mutation_scale", "burst_after", "burst_scale")
 
     def _make_optimizer(self) -> None:
         """Evolution needs no optimizer."""
@@ -303,9 +306,16 @@ class RecurrentEvolino(RecurrentAgent):
             if config.init == "chrono":
                 chromosomes[:, forget] = np.log(self.rng.uniform(1.0, config.t_max - 1.0, len(chromosomes)))
                 chromosomes[:, input_gate] = -chromosomes[:, forget]
+        self._attach_env()
+
+    def _attach_env(self) -> None:
+        """The evaluator over the training env (in-process, or Ray actors with envs of their own); a curriculum
+        stage rebuilds only this, so the subpopulations carry on, ranked afresh on the new stage."""
+        config = self.config
+        self.esp.forget_best_fitness()
         if config.backend == "ray":
             require_env_id(self.env_id)
-            spec = evaluator_spec(self.env_id, config, self.layout)
+            spec = evaluator_spec(self.env_id, self.training_config, self.layout)
             self.evaluator: PopulationEvaluator | RayEvaluator = RayEvaluator(spec, config.ray_workers,
                                                                               config.ray_address)
         else:

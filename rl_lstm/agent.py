@@ -6,6 +6,7 @@ module holds only what is the same for all of them, in Stable-Baselines3's API s
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -19,9 +20,11 @@ import torch
 
 from rl_lstm import checkpoints
 from rl_lstm.config import build_config, config_to_dict, require
+from rl_lstm.curriculum import Curriculum, CurriculumProgress
 from rl_lstm.errors import CheckpointError, ConfigError, NumericalError
 from rl_lstm.logger import EpisodeStatistics, TrainingLogger
 from rl_lstm.policies import RecurrentActorCritic, map_observation
+from rl_lstm.ray_workers import RolloutWorkersConfig
 from rl_lstm.vec_env import (
     add_training_layers,
     load_normalization_state,
@@ -76,12 +79,18 @@ class EnvConfig:
     # observe {observation, prev_action, prev_reward}: the last action and reward, zeros at an episode's start
     # (RLlib's lstm_use_prev_action / lstm_use_prev_reward); see rl_lstm.vec_env.PrevActionReward
     prev_action_reward: bool = False
+    # train on easier versions of the env first: {stages: {length: [100, 1000]}, until: success>=0.95} trains with
+    # length=100 until a deterministic evaluation there succeeds, then 1000, then env_kwargs' own (see
+    # rl_lstm.curriculum); needs an env id, so the env can be rebuilt with each stage's kwargs
+    curriculum: dict = field(default_factory=dict)
 
     def validate_env(self) -> None:
         """Range checks of the env keys; every wrapper is imported and its kwargs checked."""
         require(self.num_envs >= 1, f"num_envs must be at least 1, got {self.num_envs}")
         require(self.frame_stack >= 1, f"frame_stack must be at least 1 (1: no stacking), got {self.frame_stack}")
         parse_wrappers(self.env_wrappers)
+        if self.curriculum:
+            Curriculum.from_config(self.curriculum, self.env_kwargs)
 
 
 SCHEDULES = ("constant", "linear")
@@ -142,6 +151,9 @@ class RecurrentAgent(ABC):
     name: ClassVar[str]
     config_class: ClassVar[type]
     adam_epsilon: ClassVar[float] = 1e-8  # Adam's own default
+    # Keys of the agent's own config that a curriculum stage may not change, beyond the network's, the env's and
+    # the workers' (shared by every agent): what the agent builds once.
+    fixed_hyperparameters: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -156,7 +168,22 @@ class RecurrentAgent(ABC):
         self.device = resolve_device(device)
         self.tensorboard_log = tensorboard_log
         seed_everything(seed)
+        self.curriculum = (
+            CurriculumProgress(Curriculum.from_config(self.config.curriculum, self.config.env_kwargs))
+            if self.config.curriculum
+            else None
+        )
+        if self.curriculum is not None and not self.curriculum.finished and not isinstance(env, str):
+            raise ConfigError(
+                "a curriculum rebuilds the env with each stage's kwargs, so it needs the env's id (e.g. "
+                f"'rl_lstm/NiPassiveTMaze-v0' or 'my_pkg.envs:MyEnv-v0'), not a built {type(env).__name__}; pass the "
+                "id with env_kwargs, or drop curriculum"
+            )
+        self._check_stage_hyperparameters()
         self.env = self._make_env(env)
+        # self.config is what training reads: the task's config (saved in checkpoints) with the stage's values.
+        self.task_config = self.config
+        self.config = self._stage_config()
         self.observation_space = self.env.single_observation_space
         self.action_space = self.env.single_action_space
         self.policy = RecurrentActorCritic(self.observation_space, self.action_space, **self.config.policy_kwargs()).to(
@@ -181,6 +208,56 @@ class RecurrentAgent(ABC):
     def _setup(self) -> None:
         """What an agent builds once its env, policy and optimizer exist (buffers, running statistics)."""
 
+    def _attach_env(self) -> None:
+        """Rebuild what stands on the training env after a curriculum stage replaced it: by default all of _setup."""
+        self._setup()
+
+    @property
+    def training_env_kwargs(self) -> dict[str, Any]:
+        """The kwargs the training env is built with: the curriculum stage's over the config's ``env_kwargs``."""
+        return self.config.env_kwargs if self.curriculum is None else self.curriculum.env_kwargs(self.config.env_kwargs)
+
+    @property
+    def training_config(self) -> Any:
+        """The config with the training env's kwargs: what Ray workers build their envs from."""
+        return dataclasses.replace(self.config, env_kwargs=self.training_env_kwargs)
+
+    def _check_stage_hyperparameters(self) -> None:
+        """Every stage's hyperparameters checked now, before training: keys that may change, values in range."""
+        if self.curriculum is None:
+            return
+        fixed = {f.name for base in (PolicyConfig, EnvConfig, RolloutWorkersConfig) for f in fields(base)}
+        fixed |= set(self.fixed_hyperparameters)
+        for settings in self.curriculum.curriculum.hyperparameters:
+            unchangeable = sorted(set(settings) & fixed)
+            if unchangeable:
+                raise ConfigError(
+                    f"curriculum hyperparameters cannot change {', '.join(unchangeable)}: the network, the env and "
+                    "the workers are built once. Give a stage its env kwargs in stages; set these keys for the "
+                    "whole run"
+                )
+            build_config(self.config_class, {**config_to_dict(self.config), **settings})
+
+    def _stage_config(self) -> Any:
+        """The task's config with the curriculum stage's hyperparameters (itself without a curriculum)."""
+        settings = {} if self.curriculum is None else self.curriculum.hyperparameters
+        if not settings:
+            return self.task_config
+        return build_config(self.config_class, {**config_to_dict(self.task_config), **settings})
+
+    def _enter_stage(self) -> None:
+        """Train on the curriculum's current stage: its hyperparameters, and the env built with its kwargs."""
+        self.config = self._stage_config()
+        self._rebuild_env()
+
+    def _rebuild_env(self) -> None:
+        """The training env built again with :attr:`training_env_kwargs`, keeping its normalization statistics."""
+        statistics = normalization_state(self.env)
+        self.close()
+        self.env = self._make_env(self.env_id)
+        load_normalization_state(self.env, statistics, training=True)
+        self._attach_env()
+
     def _make_env(self, env: str | gym.vector.VectorEnv | gym.Env) -> gym.vector.VectorEnv:
         """The training vector env, from an id or the user's env, with the config's wrappers and episode statistics."""
         if isinstance(env, str):
@@ -188,7 +265,7 @@ class RecurrentAgent(ABC):
             return make_vector_env(
                 env,
                 self.config.num_envs,
-                env_kwargs=self.config.env_kwargs,
+                env_kwargs=self.training_env_kwargs,
                 vectorization=self.config.vectorization,
                 normalize_observations=self.config.normalize_observations,
                 normalize_rewards=self.config.normalize_rewards,
@@ -302,6 +379,9 @@ class RecurrentAgent(ABC):
                     "time/fps": logger.steps_per_second(self.num_timesteps),
                     "time/iterations": self.iterations,
                 }
+                if self.curriculum is not None:
+                    scalars["curriculum/stage"] = self.curriculum.stage
+                    scalars.update(self._advance_curriculum())
                 logger.record(scalars, self.num_timesteps)
                 logger.advance(self.num_timesteps)
                 self.latest_scalars = logger.latest
@@ -310,6 +390,16 @@ class RecurrentAgent(ABC):
         finally:
             logger.close()
         return self
+
+    def _advance_curriculum(self) -> dict[str, float]:
+        """Evaluate the curriculum's stage when due; once it is met, train on the next stage's env. Scalars to log."""
+        if not self.curriculum.due(self.num_timesteps):
+            return {}
+        stage = self.curriculum.stage
+        scalars = self.curriculum.evaluate(self)
+        if self.curriculum.stage != stage:
+            self._enter_stage()
+        return scalars
 
     def close(self) -> None:
         """Close the training env (and whatever else an agent holds open, such as Ray workers)."""
@@ -350,7 +440,7 @@ class RecurrentAgent(ABC):
                 "agent": self.name,
                 "env_id": self.env_id,
                 "seed": self.seed,
-                "config": config_to_dict(self.config),
+                "config": config_to_dict(self.task_config),
                 "observation_space": checkpoints.describe_space(self.observation_space),
                 "action_space": checkpoints.describe_space(self.action_space),
                 "policy": self.policy.state_dict(),
@@ -358,6 +448,7 @@ class RecurrentAgent(ABC):
                 "training_state": self._training_state(),
                 "normalization": normalization_state(self.env),
                 "episodes": self._episode_state(),
+                "curriculum": None if self.curriculum is None else self.curriculum.state_dict(),
                 "extra": extra or {},
             },
         )
@@ -375,6 +466,11 @@ class RecurrentAgent(ABC):
         agent = cls(
             env if env is not None else payload["env_id"], seed=payload["seed"], device=device, **payload["config"]
         )
+        progress = payload.get("curriculum")
+        if progress is not None and agent.curriculum is not None:
+            agent.curriculum = CurriculumProgress(agent.curriculum.curriculum, **progress)
+            if progress["stage"] > 0:
+                agent._enter_stage()  # the stage the run had reached
         spaces = (checkpoints.describe_space(agent.observation_space), checkpoints.describe_space(agent.action_space))
         if spaces != (payload["observation_space"], payload["action_space"]):
             raise CheckpointError(

@@ -135,6 +135,12 @@ class EnforcedSubpopulations:
             raise RuntimeError("no network has been evaluated yet")
         return [chromosome[None] for chromosome in self.best_network]
 
+    def forget_best_fitness(self) -> None:
+        """The task changed (a curriculum stage): the next generation's best replaces the best network, whose fitness
+        was measured on the old task, and stagnation counts from there."""
+        self.best_fitness = -np.inf
+        self.stagnant_generations = 0
+
     # ---- 2. credit, then the next generation ------------------------------------------------------------------
     def tell(self, members: np.ndarray, fitness: np.ndarray) -> dict[str, float]:
         """Credit ``fitness [P]`` of the networks ``members [P, S]``, then breed the next generation.

@@ -371,6 +371,7 @@ class RayBackend:
     """
 
     config: Any
+    training_config: Any  # the config with the curriculum stage's env kwargs (RecurrentAgent.training_config)
     env_id: str
     seed: int
     env: gym.vector.VectorEnv
@@ -383,7 +384,7 @@ class RayBackend:
         (``collector_class(env, policy, env_id, first_copy, **kwargs)``)."""
         self.workers = self.collector = None
         if self.config.backend == "ray":
-            self.workers = RolloutWorkers(self.env_id, self.config, self.seed, collector_class, kwargs)
+            self.workers = RolloutWorkers(self.env_id, self.training_config, self.seed, collector_class, kwargs)
         else:
             self.collector = collector_class(self.env, self.policy, self.env_id, 0, **kwargs)
 
@@ -392,7 +393,7 @@ class RayBackend:
         if self.config.backend != "ray":
             return super()._make_env(env)  # type: ignore[misc]
         self.env_id = require_env_id(env)
-        return learner_env(self.env_id, self.config)
+        return learner_env(self.env_id, self.training_config)
 
     def close(self) -> None:
         """Close the env and stop the Ray workers, if any."""

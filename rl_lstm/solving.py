@@ -82,7 +82,9 @@ class EvaluateUntilSolved:
         """Called after each update; False stops learn()."""
         training_seconds = time.perf_counter() - self.start - self.evaluation_seconds
         out_of_budget = training_seconds >= self.max_seconds or agent.num_timesteps >= agent.total_timesteps
-        if agent.num_timesteps < self.next_evaluation and not out_of_budget:
+        # While a curriculum trains on its easier stages, the task is evaluated only once training reaches it.
+        in_curriculum = agent.curriculum is not None and not agent.curriculum.finished
+        if (agent.num_timesteps < self.next_evaluation or in_curriculum) and not out_of_budget:
             return True
         evaluation_start = time.perf_counter()
         # One episode per env copy: all of them at once, and no bias toward short episodes.
@@ -118,7 +120,7 @@ def train_until_solved(agent_name: str, task: Task, seed: int, eval_every: int, 
         run_dir.mkdir(parents=True, exist_ok=True)
         run_config = RunConfig(agent=agent_name, env=task.env_id, timesteps=max_timesteps, seed=seed,
                                eval_every=eval_every, eval_episodes=eval_episodes, progress_bar=False)
-        write_run_config(run_dir, run_config, agent.config)
+        write_run_config(run_dir, run_config, agent.task_config)
     progress = EvaluateUntilSolved(task, eval_every, eval_episodes, max_seconds)
     agent.learn(max_timesteps, callback=progress, progress_bar=False)
     agent.close()

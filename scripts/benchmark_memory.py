@@ -351,7 +351,9 @@ def benchmark_memory(args: argparse.Namespace) -> str:
         "![success rate against corridor length](img/memory_span.png)",
         "",
         "Each trainer's lengths in increasing order, stopping at the first length no seed solves; each run with "
-        f"the trainer's shipped preset for the length (`rl_lstm/presets/<agent>.yaml`), `torch.set_num_threads(1)`, "
+        f"the trainer's shipped preset for the length (`rl_lstm/presets/<agent>.yaml`; where it holds a "
+        "`curriculum`, training starts on shorter corridors, the stages' evaluations count as training time, and "
+        "the task is evaluated once training reaches it), `torch.set_num_threads(1)`, "
         f"evaluated every {args.eval_every:,} env steps (Evolino: after the first generation past that) on "
         f"{args.eval_episodes} deterministic episodes seeded from {EVALUATION_SEED}; solved at success >= "
         f"{args.threshold}; training seconds exclude evaluations, and env steps/s is training env steps over "

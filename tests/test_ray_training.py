@@ -212,3 +212,18 @@ def test_ray_ppo_trains_on_gymnasiums_cartpole_and_goes_on_after_a_worker_dies(r
     count = load_checkpoint(tmp_path / "agent.pt")["normalization"]["observation"]["count"]
     # Every observation of every worker in the merged statistics: 4 first resets, 2 after the fault, 3 rollouts.
     assert count == pytest.approx(1e-4 + 4 + 2 + 3 * 16 * 4)
+
+
+def test_ray_ppo_through_a_curriculum_ends_equal_to_in_process(ray_cluster) -> None:
+    # The first stage ends at its first evaluation: the workers are rebuilt on the task's env (length 3) after it.
+    curriculum = {"stages": {"length": [2]}, "until": "return>=-1e9", "eval_every": 1, "eval_episodes": 2}
+    local = RecurrentPPO(TMAZE, seed=4, num_envs=8, curriculum=curriculum, **PPO)
+    local.learn(3 * 16 * 8, progress_bar=False)
+    remote = RecurrentPPO(TMAZE, seed=4, num_envs=8, backend="ray", ray_workers=2, envs_per_worker=4,
+                          curriculum=curriculum, **PPO)
+    try:
+        remote.learn(3 * 16 * 8, progress_bar=False)
+    finally:
+        remote.close()
+    assert local.curriculum.finished and remote.curriculum.finished
+    assert torch.equal(_parameters(remote), _parameters(local))

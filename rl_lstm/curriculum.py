@@ -1,0 +1,173 @@
+"""A curriculum over an env's kwargs: train on easier versions of the task first, then on the task itself.
+
+Written in a config as ``curriculum: {stages: {length: [100, 1000]}, until: success>=0.95}``: the agent trains on
+the env built with ``length=100`` until a deterministic evaluation there meets ``until``, then with ``length=1000``,
+then with the env's own kwargs for the rest of training. Any env id whose constructor (or ``gym.make``) takes the
+kwarg works, ours or a user's. The config's ``env_kwargs`` stay the task's own, so checkpoints, ``rl-lstm evaluate``
+and the evaluations of a run measure the task, not the stage. ``hyperparameters: {n_steps: [102, 1002]}`` gives
+training hyperparameters a value per stage (the config's own on the task), for those that follow the env, such as
+PPO's chunk length on a T-maze.
+
+Why: a network that has solved a short T-maze often holds the cue far longer than it was trained to (Evolino's
+L = 100 solutions of Ni et al.'s passive T-maze held it for 10,000 steps on 2 of 3 seeds), and a generation at
+L = 100 costs a hundredth of one at L = 10,000.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from rl_lstm.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rl_lstm.agent import RecurrentAgent
+
+METRICS = ("success", "return")
+# Stage evaluations are seeded away from the training seeds 0, 1, ... and from the solving evaluations' 1,000, ...
+STAGE_EVALUATION_SEED = 2_000
+SETTINGS = {"stages": "the env kwargs of each stage, e.g. {length: [100, 1000]}",
+            "until": "when a stage is done: 'success>=X' or 'return>=X', or a list with one per stage",
+            "hyperparameters": "training hyperparameters per stage, e.g. {n_steps: [12, 102]}",
+            "eval_every": "env steps between evaluations of a stage (default 50000)",
+            "eval_episodes": "deterministic episodes per evaluation (default 100)"}
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """``success>=X`` (fraction of episodes with ``info["is_success"]``) or ``return>=X`` (mean episode return)."""
+
+    metric: str
+    threshold: float
+
+    @classmethod
+    def parse(cls, text: Any) -> Criterion:
+        """The criterion written ``metric>=threshold``, or a ConfigError showing the form."""
+        metric, separator, value = str(text).replace(" ", "").partition(">=")
+        try:
+            threshold = float(value)
+        except ValueError:
+            threshold = None
+        if not separator or metric not in METRICS or threshold is None:
+            raise ConfigError(f"curriculum until {text!r} must read 'success>=X' or 'return>=X', e.g. 'success>=0.95'")
+        return cls(metric, threshold)
+
+    def met_by(self, evaluation: Any, env_id: str) -> bool:
+        """Whether an ``EvaluationResult`` reaches the threshold."""
+        if self.metric == "return":
+            return evaluation.mean_return >= self.threshold
+        if evaluation.success_rate is None:
+            raise ConfigError(f"{env_id} reports no info['is_success'], so a curriculum stage cannot end on success; "
+                              "write until: 'return>=X' instead")
+        return evaluation.success_rate >= self.threshold
+
+    def __str__(self) -> str:
+        return f"{self.metric}>={self.threshold:g}"
+
+
+@dataclass(frozen=True)
+class Curriculum:
+    """The stages (env kwargs each) trained on before the task's own kwargs, and when each is done."""
+
+    stages: tuple[dict[str, Any], ...]
+    until: tuple[Criterion, ...]
+    hyperparameters: tuple[dict[str, Any], ...]  # per stage: the config values it trains with
+    eval_every: int = 50_000
+    eval_episodes: int = 100
+
+    @classmethod
+    def from_config(cls, value: dict[str, Any], env_kwargs: dict[str, Any]) -> Curriculum:
+        """The curriculum a config's ``curriculum`` dict describes; stages equal to the task itself are dropped."""
+        if not isinstance(value, dict):
+            raise ConfigError(
+                f"curriculum must be a mapping such as {{stages: {{length: [100, 1000]}}}}, got {value!r}"
+            )
+        unknown = sorted(set(value) - set(SETTINGS))
+        if unknown:
+            raise ConfigError(f"curriculum has no setting {', '.join(map(repr, unknown))}; its settings: "
+                              + "; ".join(f"{key}: {text}" for key, text in SETTINGS.items()))
+        stages_by_kwarg = value.get("stages")
+        if not isinstance(stages_by_kwarg, dict) or not stages_by_kwarg or not all(
+            isinstance(values, list) and values for values in stages_by_kwarg.values()
+        ):
+            raise ConfigError(f"curriculum stages must map env kwargs to lists of values, e.g. {{length: [100, "
+                              f"1000]}}, got {stages_by_kwarg!r}")
+        counts = {len(values) for values in stages_by_kwarg.values()}
+        if len(counts) > 1:
+            raise ConfigError(f"curriculum stages give each kwarg its value per stage, so their lists must be as long "
+                              f"as each other; got {stages_by_kwarg!r}")
+        stages = [dict(zip(stages_by_kwarg, values)) for values in zip(*stages_by_kwarg.values())]
+        by_key = value.get("hyperparameters", {})
+        if not isinstance(by_key, dict) or not all(
+            isinstance(values, list) and len(values) == len(stages) for values in by_key.values()
+        ):
+            raise ConfigError(f"curriculum hyperparameters must map config keys to lists of one value per stage "
+                              f"({len(stages)}), e.g. {{n_steps: [12, 102]}}, got {by_key!r}")
+        settings = [dict(zip(by_key, values)) for values in zip(*by_key.values())] or [{} for _ in stages]
+        until = value.get("until", "success>=0.95")
+        criteria = [Criterion.parse(text) for text in until] if isinstance(until, list) else [Criterion.parse(until)]
+        if len(criteria) not in (1, len(stages)):
+            raise ConfigError(f"curriculum until has {len(criteria)} criteria for {len(stages)} stages; give one for "
+                              "all stages or one per stage")
+        criteria *= len(stages) // len(criteria)
+        eval_every, eval_episodes = value.get("eval_every", 50_000), value.get("eval_episodes", 100)
+        for key, number in (("eval_every", eval_every), ("eval_episodes", eval_episodes)):
+            if not isinstance(number, int) or isinstance(number, bool) or number < 1:
+                raise ConfigError(f"curriculum {key} must be a positive whole number, got {number!r}")
+        # A stage that is the task itself (a rule such as min(length, 100) at length 50) ends the curriculum there.
+        kept = []
+        for stage, criterion, setting in zip(stages, criteria, settings):
+            if {**env_kwargs, **stage} == env_kwargs:
+                break
+            kept.append((stage, criterion, setting))
+        return cls(*(tuple(entry[i] for entry in kept) for i in range(3)), eval_every, eval_episodes)
+
+
+class CurriculumProgress:
+    """Which stage an agent trains on, and the evaluations that move it on (called after every iteration)."""
+
+    def __init__(self, curriculum: Curriculum, stage: int = 0, next_evaluation: int | None = None) -> None:
+        self.curriculum = curriculum
+        self.stage = stage
+        self.next_evaluation = curriculum.eval_every if next_evaluation is None else next_evaluation
+
+    @property
+    def finished(self) -> bool:
+        """True once the agent trains on the task itself."""
+        return self.stage >= len(self.curriculum.stages)
+
+    def env_kwargs(self, task_kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The env kwargs to train on now: the stage's over the task's."""
+        return task_kwargs if self.finished else {**task_kwargs, **self.curriculum.stages[self.stage]}
+
+    @property
+    def hyperparameters(self) -> dict[str, Any]:
+        """The stage's hyperparameters over the config's (none once the agent trains on the task)."""
+        return {} if self.finished else self.curriculum.hyperparameters[self.stage]
+
+    def due(self, num_timesteps: int) -> bool:
+        """Whether the stage is evaluated after this iteration."""
+        return not self.finished and num_timesteps >= self.next_evaluation
+
+    def evaluate(self, agent: RecurrentAgent) -> dict[str, float]:
+        """Evaluate the stage; on meeting its criterion, move on. The scalars to log."""
+        # Imported here: rl_lstm.evaluation imports the agents, which import this module.
+        from rl_lstm.evaluation import evaluate_agent
+
+        criterion = self.curriculum.until[self.stage]
+        evaluation = evaluate_agent(agent, num_episodes=self.curriculum.eval_episodes, deterministic=True,
+                                    seed=STAGE_EVALUATION_SEED, num_envs=self.curriculum.eval_episodes,
+                                    env_kwargs=self.env_kwargs(agent.config.env_kwargs))
+        met = criterion.met_by(evaluation, agent.env_id)
+        scalars = {f"curriculum/stage_{criterion.metric}": (
+            evaluation.mean_return if criterion.metric == "return" else evaluation.success_rate)}
+        while self.next_evaluation <= agent.num_timesteps:
+            self.next_evaluation += self.curriculum.eval_every
+        if met:
+            self.stage += 1
+            self.next_evaluation = agent.num_timesteps + self.curriculum.eval_every
+        return scalars
+
+    def state_dict(self) -> dict[str, int]:
+        """The stage and the next evaluation, for a checkpoint."""
+        return {"stage": self.stage, "next_evaluation": self.next_evaluation}
