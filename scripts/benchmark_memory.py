@@ -114,6 +114,9 @@ class SpanRun:
     max_seconds: float
     checkpoint: str | None = None  # the trained agent, kept for solved runs (for the memory trace)
     steps_per_second: float | None = None  # training env steps / training seconds (evaluations excluded)
+    # The corridor length training had reached when an unsolved run ended inside its preset's curriculum; None:
+    # the run trained on the task itself (or was recorded before this field existed)
+    stage_length: int | None = None
 
     def __post_init__(self) -> None:
         # Runs recorded before this field existed hold what it is computed from.
@@ -153,6 +156,8 @@ def train_at_length(agent_name: str, maze: str, length: int, seed: int, args: ar
     success = float(np.mean(progress.last_evaluation.successes))
     run = SpanRun(agent_name, maze, length, seed, progress.solved, success, progress.env_steps,
                   progress.training_seconds, args.max_seconds)
+    if agent.curriculum is not None and not agent.curriculum.finished:
+        run.stage_length = agent.training_env_kwargs["length"]
     if run.solved:
         checkpoint = Path(args.checkpoint_dir) / f"{agent_name}_{maze}_{length}_{seed}.pt"
         agent.save(checkpoint)
@@ -323,8 +328,8 @@ def benchmark_memory(args: argparse.Namespace) -> str:
         "Every run:",
         "",
         "| maze | trainer | N | solved seeds | success per seed | median env steps (solved) | "
-        "median training s (solved) | median env steps/s | budget per run (s) |",
-        "|---|---|---:|---:|---|---:|---:|---:|---:|",
+        "median training s (solved) | median env steps/s | budget per run (s) | curriculum stage reached (unsolved) |",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|---|",
     ]
     groups = sorted({(run.maze, run.agent, run.length) for run in runs})
     for maze, agent_name, length in groups:
@@ -335,9 +340,10 @@ def benchmark_memory(args: argparse.Namespace) -> str:
         seconds = f"{statistics.median(r.seconds for r in solved):,.0f}" if solved else "—"
         rate = statistics.median(r.steps_per_second for r in group)
         budgets = "/".join(sorted({f"{r.max_seconds:,.0f}" for r in group}))
+        stages = ", ".join(f"seed {r.seed}: {r.stage_length:,}" for r in group if r.stage_length is not None)
         lines.append(f"| {maze} | {agent_name} | {length} | {len(solved)}/{len(group)} | "
                      f"{', '.join(f'{r.success:.2f}' for r in group)} | {steps} | {seconds} | {rate:,.0f} | "
-                     f"{budgets} |")
+                     f"{budgets} | {stages} |")
     with_checkpoints = [r for r in runs if r.solved and r.checkpoint and (ROOT / r.checkpoint).exists()]
     if with_checkpoints:
         longest = max(with_checkpoints, key=lambda r: (r.length, not MAZES[r.maze].passive))

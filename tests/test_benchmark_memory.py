@@ -222,3 +222,19 @@ def test_report_only_trains_nothing_and_draws_the_recorded_runs(tmp_path, monkey
     assert "| maze | trainer | 10 | 100 | 1,000 | longest solved |" in section  # the recorded lengths, not --lengths
     assert (tmp_path / "memory_span.png").exists()
     assert json.loads(results_path.read_text())["commands"] == ["the sweep"]  # the report is not a run's command
+
+
+def test_an_unsolved_run_records_the_curriculum_stage_it_reached(tmp_path) -> None:
+    """PPO's Ni passive preset trains L = 30 through L = 10 and 20; one second of training ends on the first stage."""
+    args = parse("--max-seconds", "1", "--eval-episodes", "2", "--checkpoint-dir", str(tmp_path))
+    run = benchmark_memory.train_at_length("ppo", "ni-passive", 30, 0, args)
+    assert not run.solved and run.stage_length == 10
+    assert "seed 0: 10" in benchmark_memory.benchmark_memory(parse("--report-only", "--results", str(
+        _results_file(tmp_path, run)), "--image-dir", str(tmp_path)))
+
+
+def _results_file(tmp_path: Path, run: SpanRun) -> Path:
+    """A results file holding ``run`` alone."""
+    path = tmp_path / "runs.json"
+    path.write_text(json.dumps({"runs": {run.key: benchmark_memory.asdict(run)}, "commands": ["the sweep"]}))
+    return path
