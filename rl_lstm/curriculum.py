@@ -61,9 +61,6 @@ class Criterion:
                               "write until: 'return>=X' instead")
         return evaluation.success_rate >= self.threshold
 
-    def __str__(self) -> str:
-        return f"{self.metric}>={self.threshold:g}"
-
 
 @dataclass(frozen=True)
 class Curriculum:
