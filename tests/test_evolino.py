@@ -270,6 +270,28 @@ def test_ray_backend_equals_the_local_one_even_when_a_worker_dies() -> None:
         assert torch.equal(p, q)
 
 
+@pytest.mark.slow
+def test_ray_evolino_through_a_curriculum_equals_the_local_one() -> None:
+    """The first stage (length 2) ends at its first evaluation; the Ray actors are rebuilt on the task's env."""
+    ray = pytest.importorskip("ray")
+    curriculum = {"stages": {"length": [2]}, "until": "return>=-1e9", "eval_every": 1, "eval_episodes": 2}
+    local = RecurrentEvolino("rl_lstm/TMaze-v0", seed=4, curriculum=curriculum, **SMALL)
+    for _ in range(3):
+        local.learn(1, progress_bar=False)
+    remote = RecurrentEvolino("rl_lstm/TMaze-v0", seed=4, backend="ray", ray_workers=2, curriculum=curriculum,
+                              **SMALL)
+    try:
+        for _ in range(3):
+            remote.learn(1, progress_bar=False)
+    finally:
+        remote.close()
+        ray.shutdown()
+    assert local.curriculum.finished and remote.curriculum.finished
+    assert remote.num_timesteps == local.num_timesteps
+    for a, b in zip(local.esp.subpopulations, remote.esp.subpopulations):
+        assert np.array_equal(a, b)
+
+
 def test_non_finite_fitness_stops_before_the_subpopulations_change() -> None:
     from rl_lstm.errors import NumericalError
 
