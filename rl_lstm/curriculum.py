@@ -23,7 +23,7 @@ from rl_lstm.errors import ConfigError
 if TYPE_CHECKING:
     from rl_lstm.agent import RecurrentAgent
 
-METRICS = ("success", "return")
+METRICS = ("return", "success")  # what a threshold may be on (rl_lstm.solving's tasks too)
 # Stage evaluations are seeded away from the training seeds 0, 1, ... and from the solving evaluations' 1,000, ...
 STAGE_EVALUATION_SEED = 2_000
 SETTINGS = {"stages": "the env kwargs of each stage, e.g. {length: [100, 1000]}",
@@ -52,14 +52,14 @@ class Criterion:
             raise ConfigError(f"curriculum until {text!r} must read 'success>=X' or 'return>=X', e.g. 'success>=0.95'")
         return cls(metric, threshold)
 
-    def met_by(self, evaluation: Any, env_id: str) -> bool:
-        """Whether an ``EvaluationResult`` reaches the threshold."""
-        if self.metric == "return":
-            return evaluation.mean_return >= self.threshold
-        if evaluation.success_rate is None:
-            raise ConfigError(f"{env_id} reports no info['is_success'], so a curriculum stage cannot end on success; "
-                              "write until: 'return>=X' instead")
-        return evaluation.success_rate >= self.threshold
+    def value(self, evaluation: Any) -> float | None:
+        """The metric of an ``EvaluationResult``: its mean return or success rate (None: the env reports none)."""
+        return evaluation.mean_return if self.metric == "return" else evaluation.success_rate
+
+    def met_by(self, evaluation: Any) -> bool | None:
+        """Whether an ``EvaluationResult`` reaches the threshold; None where the env reports no success."""
+        value = self.value(evaluation)
+        return None if value is None else value >= self.threshold
 
 
 @dataclass(frozen=True)
@@ -154,10 +154,12 @@ class CurriculumProgress:
         criterion = self.curriculum.until[self.stage]
         evaluation = evaluate_agent(agent, num_episodes=self.curriculum.eval_episodes, deterministic=True,
                                     seed=STAGE_EVALUATION_SEED, num_envs=self.curriculum.eval_episodes,
-                                    env_kwargs=self.env_kwargs(agent.config.env_kwargs))
-        met = criterion.met_by(evaluation, agent.env_id)
-        scalars = {f"curriculum/stage_{criterion.metric}": (
-            evaluation.mean_return if criterion.metric == "return" else evaluation.success_rate)}
+                                    env_kwargs=agent.training_env_kwargs)
+        met = criterion.met_by(evaluation)
+        if met is None:
+            raise ConfigError(f"{agent.env_id} reports no info['is_success'], so a curriculum stage cannot end on "
+                              "success; write until: 'return>=X' instead")
+        scalars = {f"curriculum/stage_{criterion.metric}": criterion.value(evaluation)}
         while self.next_evaluation <= agent.num_timesteps:
             self.next_evaluation += self.curriculum.eval_every
         if met:

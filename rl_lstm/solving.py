@@ -14,6 +14,7 @@ from typing import Any
 from agents import agent_class
 from rl_lstm.agent import RecurrentAgent
 from rl_lstm.config import preset
+from rl_lstm.curriculum import Criterion
 from rl_lstm.errors import ConfigError
 from rl_lstm.evaluation import EvaluationResult, evaluate_agent
 from rl_lstm.training import RunConfig, write_run_config
@@ -21,7 +22,6 @@ from rl_lstm.training import RunConfig, write_run_config
 # Evaluation envs are seeded away from the training seeds 0, 1, ..., so no evaluation episode replays the start
 # of a training run.
 EVALUATION_SEED = 1_000
-METRICS = ("return", "success")
 
 
 def kwargs_text(env_kwargs: dict[str, Any]) -> str:
@@ -50,12 +50,11 @@ class Task:
 
     def solved_by(self, evaluation: EvaluationResult) -> bool:
         """Whether ``evaluation`` reaches the threshold."""
-        if self.metric == "return":
-            return evaluation.mean_return >= self.threshold
-        if evaluation.success_rate is None:
+        solved = Criterion(self.metric, self.threshold).met_by(evaluation)
+        if solved is None:
             raise ConfigError(f"{self.env_id} reports no info['is_success']; give it a return threshold instead, "
                               f"e.g. '{self.env_id}@return>=1'")
-        return evaluation.success_rate >= self.threshold
+        return solved
 
 
 class EvaluateUntilSolved:

@@ -36,11 +36,12 @@ import envs  # noqa: F401  (registers the rl_lstm/ env ids with gymnasium)
 from agents import agent_class
 from agents.ppo import RecurrentPPO
 from rl_lstm.config import config_to_dict, parse_assignments, preset, split_env_spec
+from rl_lstm.curriculum import METRICS
 from rl_lstm.errors import ConfigError
 from rl_lstm.evaluation import EvaluationResult, evaluate_agent
 from rl_lstm.logger import EpisodeStatistics
 from rl_lstm.results import plot_curves
-from rl_lstm.solving import EVALUATION_SEED, METRICS, Task, kwargs_text, train_until_solved
+from rl_lstm.solving import EVALUATION_SEED, Task, kwargs_text, train_until_solved
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE_DIR = ROOT / "docs" / "img"  # pictures that docs/benchmarks.md shows
