@@ -6,6 +6,7 @@ module holds only what is the same for all of them, in Stable-Baselines3's API s
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import random
 from abc import ABC, abstractmethod
@@ -94,6 +95,8 @@ class EnvConfig:
 
 
 SCHEDULES = ("constant", "linear")
+# The parts of _training_state that are not learned: a curriculum restart keeps them running.
+RUN_STATE = ("rng", "agent_rng", "total_timesteps", "iterations")
 
 
 def scheduled(start: float, schedule: str, progress: float) -> float:
@@ -196,6 +199,8 @@ class RecurrentAgent(ABC):
         self.optimizer = self._make_optimizer()
         self.latest_scalars: dict[str, float] = {}
         self._setup()
+        if self.curriculum is not None:
+            self.curriculum.remember_start(self)
 
     def _make_optimizer(self) -> torch.optim.Optimizer | None:
         """Adam over the policy's parameters; an agent that needs no gradients returns None."""
@@ -395,11 +400,18 @@ class RecurrentAgent(ABC):
         """Evaluate the curriculum's stage when due; once it is met, train on the next stage's env. Scalars to log."""
         if not self.curriculum.due(self.num_timesteps):
             return {}
-        stage = self.curriculum.stage
-        scalars = self.curriculum.evaluate(self)
-        if self.curriculum.stage != stage:
+        scalars: dict[str, float] = {}
+        while True:
+            stage = self.curriculum.stage
+            scalars.update(self.curriculum.evaluate(self))
+            if self.curriculum.stage == stage:
+                return scalars
             self._enter_stage()
-        return scalars
+            # A network that passed a short corridor often already passes the next (and PPO's first update on a
+            # longer one can erase the cue it held), so evaluate_on_entry tries the new stage before training on it.
+            if not (self.curriculum.curriculum.evaluate_on_entry
+                    and (not self.curriculum.finished or self.curriculum.watching_task)):
+                return scalars
 
     def close(self) -> None:
         """Close the training env (and whatever else an agent holds open, such as Ray workers)."""
@@ -423,6 +435,17 @@ class RecurrentAgent(ABC):
             self.optimizer.load_state_dict(state["optimizer"])
         self.total_timesteps = state["total_timesteps"]
         self.iterations = state["iterations"]
+
+    def learned_state(self) -> dict[str, Any]:
+        """A copy of what training has learned (the policy, the optimizer's moments, an agent's own such as Evolino's
+        subpopulations), without the random streams and counters: what a curriculum stage restarts from."""
+        training_state = {key: value for key, value in self._training_state().items() if key not in RUN_STATE}
+        return copy.deepcopy({"policy": self.policy.state_dict(), "training_state": training_state})
+
+    def restore_learned_state(self, state: dict[str, Any]) -> None:
+        """Return to a :meth:`learned_state`; the random streams and counters go on, so training continues afresh."""
+        self.policy.load_state_dict(state["policy"])
+        self._load_training_state({**self._training_state(), **copy.deepcopy(state["training_state"])})
 
     def _episode_state(self) -> dict[str, Any] | None:
         """The episodes in flight, for an agent that carries them from one iteration to the next; None: none."""
@@ -489,6 +512,10 @@ class RecurrentAgent(ABC):
         if env is None:
             agent._resume_episodes(payload["episodes"])
         agent.checkpoint_extra = payload["extra"]
+        if agent.curriculum is not None and (
+            progress is None or "stage_start" not in progress
+        ):
+            agent.curriculum.remember_start(agent)  # a checkpoint from before restarts existed
         return agent
 
 

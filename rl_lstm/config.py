@@ -246,7 +246,8 @@ def preset(agent: str, env_id: str, env_kwargs: dict[str, Any] | None = None) ->
     """The shipped hyperparameters of ``agent`` for ``env_id`` built with ``env_kwargs``.
 
     The env's entry, updated by every entry ``ENV_ID:KEY=VALUE,...`` (the syntax of the benchmark's ``--tasks``)
-    whose kwargs all equal those in ``env_kwargs``; the entry naming more kwargs applies later. An env without an
+    whose kwargs all equal those the env is built with (``env_kwargs`` over its defaults); the entry naming more
+    kwargs applies later. An env without an
     entry gets ``{}``: the agent's config defaults, chosen once for every env. Each update replaces whole values
     (a ``core_kwargs`` mapping is not merged). ``env_kwargs`` that are not a mapping match no entry
     (``build_config`` reports them). Values written ``!from_env EXPRESSION`` are computed from ``env_kwargs`` (see
@@ -257,10 +258,12 @@ def preset(agent: str, env_id: str, env_kwargs: dict[str, Any] | None = None) ->
         return {}
     presets = read_yaml(path)
     given = env_kwargs if isinstance(env_kwargs, dict) else {}
+    # An entry for length=10 serves the env built without kwargs too, when 10 is its default.
+    built_with = env_kwargs_with_defaults(env_id, given)
     matching = []
     for key, entry in presets.items():
         entry_env_id, entry_kwargs = split_env_spec(key)
-        if entry_kwargs and entry_env_id == env_id and entry_kwargs.items() <= given.items():
+        if entry_kwargs and entry_env_id == env_id and entry_kwargs.items() <= built_with.items():
             matching.append((len(entry_kwargs), entry))
     resolved = dict(presets.get(env_id, {}))
     for _, entry in sorted(matching, key=lambda match: match[0]):

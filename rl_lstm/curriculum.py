@@ -30,7 +30,12 @@ SETTINGS = {"stages": "the env kwargs of each stage, e.g. {length: [100, 1000]}"
             "until": "when a stage is done: 'success>=X' or 'return>=X', or a list with one per stage",
             "hyperparameters": "training hyperparameters per stage, e.g. {n_steps: [12, 102]}",
             "eval_every": "env steps between evaluations of a stage (default 50000)",
-            "eval_episodes": "deterministic episodes per evaluation (default 100)"}
+            "eval_episodes": "deterministic episodes per evaluation (default 100)",
+            "evaluate_on_entry": "evaluate each stage as soon as training reaches it (true) and pass it without "
+                                 "training if it is already met (default false: first after eval_every steps)",
+            "restart_after": "env steps a stage may train without being met before training restarts it from the "
+                             "network that entered it; the task too, until it first meets the last stage's until "
+                             "(default: never)"}
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,9 @@ class Curriculum:
     hyperparameters: tuple[dict[str, Any], ...]  # per stage: the config values it trains with
     eval_every: int = 50_000
     eval_episodes: int = 100
+    restart_after: int | None = None
+    evaluate_on_entry: bool = False
+    task_until: Criterion = Criterion("success", 0.95)  # the last stage's: when restarts on the task itself end
 
     @classmethod
     def from_config(cls, value: dict[str, Any], env_kwargs: dict[str, Any]) -> Curriculum:
@@ -107,9 +115,12 @@ class Curriculum:
             raise ConfigError(f"curriculum until has {len(criteria)} criteria for {len(stages)} stages; give one for "
                               "all stages or one per stage")
         criteria *= len(stages) // len(criteria)
-        eval_every, eval_episodes = value.get("eval_every", 50_000), value.get("eval_episodes", 100)
-        for key, number in (("eval_every", eval_every), ("eval_episodes", eval_episodes)):
-            if not isinstance(number, int) or isinstance(number, bool) or number < 1:
+        numbers = {"eval_every": value.get("eval_every", 50_000), "eval_episodes": value.get("eval_episodes", 100),
+                   "restart_after": value.get("restart_after")}
+        for key, number in numbers.items():
+            if (number is not None or key != "restart_after") and (
+                not isinstance(number, int) or isinstance(number, bool) or number < 1
+            ):
                 raise ConfigError(f"curriculum {key} must be a positive whole number, got {number!r}")
         # A stage that is the task itself (a rule such as min(length, 100) at length 50) ends the curriculum there.
         kept = []
@@ -117,16 +128,33 @@ class Curriculum:
             if {**env_kwargs, **stage} == env_kwargs:
                 break
             kept.append((stage, criterion, setting))
-        return cls(*(tuple(entry[i] for entry in kept) for i in range(3)), eval_every, eval_episodes)
+        evaluate_on_entry = value.get("evaluate_on_entry", False)
+        if not isinstance(evaluate_on_entry, bool):
+            raise ConfigError(f"curriculum evaluate_on_entry must be true or false, got {evaluate_on_entry!r}")
+        return cls(*(tuple(entry[i] for entry in kept) for i in range(3)), **numbers,
+                   evaluate_on_entry=evaluate_on_entry, task_until=criteria[-1])
 
 
 class CurriculumProgress:
     """Which stage an agent trains on, and the evaluations that move it on (called after every iteration)."""
 
-    def __init__(self, curriculum: Curriculum, stage: int = 0, next_evaluation: int | None = None) -> None:
+    def __init__(
+        self,
+        curriculum: Curriculum,
+        stage: int = 0,
+        next_evaluation: int | None = None,
+        stage_start: int = 0,
+        restarts: int = 0,
+        restart_point: dict[str, Any] | None = None,
+        task_met: bool = False,
+    ) -> None:
         self.curriculum = curriculum
         self.stage = stage
         self.next_evaluation = curriculum.eval_every if next_evaluation is None else next_evaluation
+        self.stage_start = stage_start  # env steps when this stage began, or was last restarted
+        self.restarts = restarts  # of this stage
+        self.restart_point = restart_point  # the agent's learned state on entering this stage (with restart_after)
+        self.task_met = task_met  # with restart_after: whether the task itself has met task_until, ending restarts
 
     @property
     def finished(self) -> bool:
@@ -142,16 +170,22 @@ class CurriculumProgress:
         """The stage's hyperparameters over the config's (none once the agent trains on the task)."""
         return {} if self.finished else self.curriculum.hyperparameters[self.stage]
 
+    @property
+    def watching_task(self) -> bool:
+        """Whether the task itself is still evaluated: with restart_after, until it first meets ``task_until``."""
+        return self.finished and self.curriculum.restart_after is not None and not self.task_met
+
     def due(self, num_timesteps: int) -> bool:
-        """Whether the stage is evaluated after this iteration."""
-        return not self.finished and num_timesteps >= self.next_evaluation
+        """Whether the stage (or, with restart_after, the task) is evaluated after this iteration."""
+        return (not self.finished or self.watching_task) and num_timesteps >= self.next_evaluation
 
     def evaluate(self, agent: RecurrentAgent) -> dict[str, float]:
-        """Evaluate the stage; on meeting its criterion, move on. The scalars to log."""
+        """Evaluate the stage; on meeting its criterion, move on; past restart_after, restart it. Scalars to log."""
         # Imported here: rl_lstm.evaluation imports the agents, which import this module.
         from rl_lstm.evaluation import evaluate_agent
 
-        criterion = self.curriculum.until[self.stage]
+        on_task = self.finished
+        criterion = self.curriculum.task_until if on_task else self.curriculum.until[self.stage]
         evaluation = evaluate_agent(agent, num_episodes=self.curriculum.eval_episodes, deterministic=True,
                                     seed=STAGE_EVALUATION_SEED, num_envs=self.curriculum.eval_episodes,
                                     env_kwargs=agent.training_env_kwargs)
@@ -162,11 +196,33 @@ class CurriculumProgress:
         scalars = {f"curriculum/stage_{criterion.metric}": criterion.value(evaluation)}
         while self.next_evaluation <= agent.num_timesteps:
             self.next_evaluation += self.curriculum.eval_every
-        if met:
+        if met and on_task:
+            self.task_met = True
+        elif met:
             self.stage += 1
             self.next_evaluation = agent.num_timesteps + self.curriculum.eval_every
+            self.remember_start(agent)
+        elif self.curriculum.restart_after is not None and (
+            agent.num_timesteps - self.stage_start >= self.curriculum.restart_after
+        ):
+            # Whether a gradient trainer gets through a stage is partly luck (on Ni et al.'s passive T-maze the
+            # junction's action can collapse onto one arm, or onto a wall, and never recover); the network that
+            # passed the previous stage, trained again on fresh episodes, usually does. The task itself, the last
+            # leg, can stick the same way, so it is restarted too until it first meets the last stage's criterion.
+            agent.restore_learned_state(self.restart_point)
+            self.restarts += 1
+            self.stage_start = agent.num_timesteps
+        if self.curriculum.restart_after is not None:
+            scalars["curriculum/restarts"] = self.restarts
         return scalars
 
-    def state_dict(self) -> dict[str, int]:
-        """The stage and the next evaluation, for a checkpoint."""
-        return {"stage": self.stage, "next_evaluation": self.next_evaluation}
+    def remember_start(self, agent: RecurrentAgent) -> None:
+        """Mark the start of the stage; with ``restart_after``, keep the agent's learned state to restart it from."""
+        self.stage_start = agent.num_timesteps
+        self.restarts = 0
+        self.restart_point = None if self.curriculum.restart_after is None else agent.learned_state()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The stage, the next evaluation and the point a restart returns to, for a checkpoint."""
+        return {"stage": self.stage, "next_evaluation": self.next_evaluation, "stage_start": self.stage_start,
+                "restarts": self.restarts, "restart_point": self.restart_point, "task_met": self.task_met}

@@ -3,6 +3,7 @@ on CartPole-v1 (in a fresh process), checkpoints that resume a stage, and the er
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from typing import Any
 
 import gymnasium as gym
 import pytest
+import torch
 
 from agents import agent_class
 from rl_lstm.config import preset
@@ -60,6 +62,8 @@ def test_a_stage_equal_to_the_task_ends_the_curriculum_there() -> None:
         ({"stages": {"length": [10]}, "until": "reward>=1"}, "'success>=X' or 'return>=X'"),
         ({"stages": {"length": [10, 20]}, "until": ["success>=1"] * 3}, "3 criteria for 2 stages"),
         ({"stages": {"length": [10]}, "eval_every": 0}, "eval_every must be a positive whole number"),
+        ({"stages": {"length": [10]}, "restart_after": 0.5}, "restart_after must be a positive whole number"),
+        ({"stages": {"length": [10]}, "evaluate_on_entry": "yes"}, "evaluate_on_entry must be true or false"),
         ([10, 20], "curriculum must be dict"),
     ],
 )
@@ -159,6 +163,81 @@ def test_a_checkpoint_resumes_the_stage_it_reached(tmp_path: Path) -> None:
     loaded.learn(16, progress_bar=False)  # and trains on from there
 
 
+def _weights(agent: Any) -> dict[str, torch.Tensor]:
+    return copy.deepcopy(agent.policy.state_dict())
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return all(torch.equal(a[key], b[key]) for key in a)
+
+
+@pytest.mark.parametrize("name", ["ppo", "reinforce", "evolino"])
+def test_a_stage_not_met_within_restart_after_restarts_from_the_network_that_entered_it(name: str) -> None:
+    """Every trainer: the stage's first network and optimizer (Evolino: subpopulations) come back; the random streams
+    go on, so the restarted stage trains on fresh episodes rather than repeating itself."""
+    curriculum = {"stages": {"length": [3, 5]}, "until": [ALWAYS, NEVER], "eval_every": 1, "eval_episodes": 2}
+    plain = agent_class(name)("rl_lstm/NiPassiveTMaze-v0", env_kwargs={"length": 8}, curriculum=curriculum,
+                              **TINY[name])
+    agent = agent_class(name)("rl_lstm/NiPassiveTMaze-v0", env_kwargs={"length": 8},
+                              curriculum={**curriculum, "restart_after": 1}, **TINY[name])
+    entered, after_first_iteration = [], []
+
+    def watch(agent: Any) -> bool:
+        if agent.iterations == 1:  # stage 0 met: the network that enters stage 1
+            entered.append(_weights(agent))
+        if agent.iterations == 2:  # the first iteration on stage 1, then its evaluation restarted it
+            after_first_iteration.append(agent.learned_state())
+        return agent.iterations < 3
+
+    agent.learn(10**6, callback=watch, progress_bar=False)
+    plain.learn(10**6, callback=lambda agent: agent.iterations < 3, progress_bar=False)
+    assert agent.curriculum.stage == 1 and agent.curriculum.restarts == 2
+    assert agent.latest_scalars["curriculum/restarts"] == 2
+    assert _same(after_first_iteration[0]["policy"], entered[0])  # back where the stage began
+    assert not _same(_weights(plain), entered[0])  # without restarts the stage's training changes the network
+    if name == "evolino":
+        assert agent.esp.generation == plain.esp.generation - 2  # two generations undone, the stage's first kept
+
+
+def test_the_task_itself_restarts_until_it_first_meets_the_last_criterion() -> None:
+    """The last leg can stick as a stage does; once the task meets the criterion, evaluations and restarts end."""
+    stuck = agent_class("ppo")("rl_lstm/NiPassiveTMaze-v0", env_kwargs={"length": 8}, **TINY["ppo"], curriculum={
+        "stages": {"length": [8]}, "until": NEVER, "eval_every": 1, "eval_episodes": 2, "restart_after": 1})
+    initial = _weights(stuck)
+    stuck.learn(16, progress_bar=False)  # one iteration, then the task's evaluation restarts it
+    assert stuck.curriculum.finished and stuck.curriculum.restarts == 1 and _same(_weights(stuck), initial)
+    met = agent_class("ppo")("rl_lstm/NiPassiveTMaze-v0", env_kwargs={"length": 8}, **TINY["ppo"], curriculum={
+        "stages": {"length": [3]}, "until": ALWAYS, "eval_every": 1, "eval_episodes": 2, "restart_after": 1})
+    met.learn(32, progress_bar=False)  # the stage, then the task, each met at its first evaluation
+    assert met.curriculum.task_met and met.curriculum.restarts == 0 and not met.curriculum.due(10**9)
+
+
+@pytest.mark.parametrize("evaluate_on_entry", [False, True])
+def test_evaluate_on_entry_passes_stages_the_network_already_meets_without_training(evaluate_on_entry: bool) -> None:
+    curriculum = {"stages": {"length": [3, 5]}, "until": ALWAYS, "eval_every": 1, "eval_episodes": 2,
+                  "evaluate_on_entry": evaluate_on_entry}
+    agent = agent_class("ppo")("rl_lstm/NiPassiveTMaze-v0", env_kwargs={"length": 8}, curriculum=curriculum,
+                               **TINY["ppo"])
+    agent.learn(16, progress_bar=False)  # one iteration on the first stage, then its evaluation
+    # With evaluate_on_entry the second stage is met before any training on it, and the agent trains on the task.
+    assert (agent.curriculum.stage, _stage_length(agent)) == ((2, 8) if evaluate_on_entry else (1, 5))
+
+
+def test_a_checkpoint_keeps_the_point_a_stage_restarts_from(tmp_path: Path) -> None:
+    curriculum = {"stages": {"length": [3, 5]}, "until": [ALWAYS, NEVER], "eval_every": 1, "eval_episodes": 2,
+                  "restart_after": 1000}
+    agent = agent_class("ppo")("rl_lstm/NiPassiveTMaze-v0", env_kwargs={"length": 8}, curriculum=curriculum,
+                               **TINY["ppo"])
+    agent.learn(48, progress_bar=False)
+    entered = agent.curriculum.restart_point["policy"]
+    assert agent.curriculum.stage == 1 and agent.curriculum.stage_start == 16 and not _same(_weights(agent), entered)
+    agent.save(tmp_path / "agent.pt")
+    loaded = agent_class("ppo").load(tmp_path / "agent.pt")
+    assert loaded.curriculum.stage_start == 16 and _same(loaded.curriculum.restart_point["policy"], entered)
+    loaded.restore_learned_state(loaded.curriculum.restart_point)
+    assert _same(_weights(loaded), entered)
+
+
 def test_solving_evaluates_the_task_only_once_the_curriculum_reaches_it() -> None:
     curriculum = {"stages": {"length": [3]}, "until": NEVER, "eval_every": 1, "eval_episodes": 2}
     agent = agent_class("ppo")("rl_lstm/NiPassiveTMaze-v0", env_kwargs={"length": 8}, curriculum=curriculum,
@@ -179,7 +258,7 @@ def test_evolino_presets_train_long_corridors_through_shorter_ones() -> None:
 
 
 # Trains PPO on CartPole-v1 with a curriculum over gym.make's max_episode_steps, in a process that imported nothing
-# of ours before: the first stage cuts episodes at 20 steps, the task does not.
+# of ours before: the first stage cuts episodes at 20 steps, the task does not; then restarts a stage it cannot pass.
 CARTPOLE = """
 import sys
 from agents import agent_class
@@ -196,7 +275,11 @@ def limit(env):
 limits = [limit(agent.env)]
 agent.learn(10**6, callback=lambda agent: agent.iterations < 2, progress_bar=False)
 limits.append(limit(agent.env))
-print(limits, agent.curriculum.finished)
+# A stage no evaluation can meet, restarted after every iteration's evaluation.
+stuck = agent_class(sys.argv[1])("CartPole-v1", curriculum={**curriculum, "until": "return>=1e9", "restart_after": 1},
+                                 **eval(sys.argv[2]))
+stuck.learn(10**6, callback=lambda agent: agent.iterations < 2, progress_bar=False)
+print(limits, agent.curriculum.finished, limit(stuck.env), stuck.curriculum.restarts)
 """
 
 
@@ -207,7 +290,7 @@ def test_a_curriculum_over_a_gymnasium_env_we_did_not_write(name: str) -> None:
         timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.split("\n")[-2] == "[20, 500] True"
+    assert result.stdout.split("\n")[-2] == "[20, 500] True 20 2"
 
 
 def test_ppos_ni_preset_gives_each_stage_the_chunks_of_its_own_corridor() -> None:
@@ -215,9 +298,10 @@ def test_ppos_ni_preset_gives_each_stage_the_chunks_of_its_own_corridor() -> Non
     settings = preset("ppo", "rl_lstm/NiPassiveTMaze-v0", {"length": 1500})
     curriculum = Curriculum.from_config(settings["curriculum"], {"length": 1500})
     lengths = [stage["length"] for stage in curriculum.stages]
-    assert lengths == [10, 20, 50, 100, 200, 300, 500, 700, 1000]
+    assert lengths == [10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 450, 700, 1000]
     assert [hyper["n_steps"] for hyper in curriculum.hyperparameters] == [length + 2 for length in lengths]
     assert [hyper["seq_len"] for hyper in curriculum.hyperparameters] == [length + 2 for length in lengths]
     assert [hyper["batch_size"] for hyper in curriculum.hyperparameters] == [4 * (length + 2) for length in lengths]
+    assert curriculum.restart_after == 1_000_000
     agent = agent_class("ppo")("rl_lstm/NiPassiveTMaze-v0", env_kwargs={"length": 1500}, **settings)
     assert (agent.config.n_steps, agent.task_config.n_steps, _stage_length(agent)) == (12, 1502, 10)

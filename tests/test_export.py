@@ -215,7 +215,7 @@ def test_export_command_writes_a_run_folders_policy(tmp_path) -> None:
     assert main([
         "train", "--env", "rl_lstm/TMaze-v0", "--env-kwargs", "length=3", "--timesteps", "64", "--no-progress",
         "--set", f"runs_dir={tmp_path}", "num_envs=2", "n_steps=16", "seq_len=4", "batch_size=16", "n_epochs=1",
-        "hidden_size=8", "eval_every=0", "checkpoint_every=64",
+        "hidden_size=8", "eval_every=0", "checkpoint_every=64", "shared_core=false",  # actor and critic: 4 tensors
     ]) == 0
     (run_dir,) = (tmp_path / "rl_lstm_TMaze-v0").iterdir()
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
