@@ -409,8 +409,7 @@ class RecurrentAgent(ABC):
             self._enter_stage()
             # A network that passed a short corridor often already passes the next (and PPO's first update on a
             # longer one can erase the cue it held), so evaluate_on_entry tries the new stage before training on it.
-            if not (self.curriculum.curriculum.evaluate_on_entry
-                    and (not self.curriculum.finished or self.curriculum.watching_task)):
+            if not (self.curriculum.curriculum.evaluate_on_entry and self.curriculum.evaluating):
                 return scalars
 
     def close(self) -> None:

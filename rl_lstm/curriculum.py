@@ -175,9 +175,14 @@ class CurriculumProgress:
         """Whether the task itself is still evaluated: with restart_after, until it first meets ``task_until``."""
         return self.finished and self.curriculum.restart_after is not None and not self.task_met
 
+    @property
+    def evaluating(self) -> bool:
+        """Whether evaluations still run: on a stage, or (with restart_after) on the task until it is first met."""
+        return not self.finished or self.watching_task
+
     def due(self, num_timesteps: int) -> bool:
         """Whether the stage (or, with restart_after, the task) is evaluated after this iteration."""
-        return (not self.finished or self.watching_task) and num_timesteps >= self.next_evaluation
+        return self.evaluating and num_timesteps >= self.next_evaluation
 
     def evaluate(self, agent: RecurrentAgent) -> dict[str, float]:
         """Evaluate the stage; on meeting its criterion, move on; past restart_after, restart it. Scalars to log."""
