@@ -305,3 +305,20 @@ def test_ppos_ni_preset_gives_each_stage_the_chunks_of_its_own_corridor() -> Non
     assert curriculum.restart_after == 1_000_000
     agent = agent_class("ppo")("rl_lstm/NiPassiveTMaze-v0", env_kwargs={"length": 1500}, **settings)
     assert (agent.config.n_steps, agent.task_config.n_steps, _stage_length(agent)) == (12, 1502, 10)
+
+
+@pytest.mark.parametrize(("length", "task_epochs", "stage_epochs"), [
+    (500, 4, [4] * 11),
+    (1000, 1, [4] * 12),
+    (10_000, 1, [4] * 12 + [1] * 6),
+])
+def test_ppos_passive_preset_makes_one_pass_per_rollout_from_1000_step_corridors(
+    length: int, task_epochs: int, stage_epochs: list[int]
+) -> None:
+    """Four epochs erased a cue the network held at N = 5,000; the preset's stages and task from N = 1,000 make one."""
+    settings = preset("ppo", "rl_lstm/PassiveTMaze-v0", {"length": length})
+    curriculum = Curriculum.from_config(settings["curriculum"], {"length": length})
+    assert [hyper["n_epochs"] for hyper in curriculum.hyperparameters] == stage_epochs
+    assert settings["n_epochs"] == task_epochs
+    agent = agent_class("ppo")("rl_lstm/PassiveTMaze-v0", env_kwargs={"length": length}, **settings)
+    assert (agent.config.n_epochs, agent.task_config.n_epochs) == (4, task_epochs)
