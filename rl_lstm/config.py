@@ -113,22 +113,48 @@ def env_kwargs_with_defaults(env_id: str, env_kwargs: dict[str, Any]) -> dict[st
 
 
 def resolve_env_rules(values: Any, env_id: str, env_kwargs: dict[str, Any] | None) -> Any:
-    """``values`` with every :class:`EnvRule` in it (at any depth) replaced by its value for this env."""
+    """``values`` with every :class:`EnvRule` in it (at any depth) replaced by its value for this env.
+
+    A curriculum hyperparameter written as one rule (``curriculum: {hyperparameters: {n_steps: !from_env length +
+    2}}``) becomes a list with the rule's value for each stage: the stage's kwargs over the env's.
+    """
     names: dict[str, Any] | None = None  # the env's kwargs with defaults: looked up once, and only if a rule needs them
 
-    def resolve(value: Any) -> Any:
+    def env_names() -> dict[str, Any]:
         nonlocal names
+        if names is None:
+            given = env_kwargs if isinstance(env_kwargs, dict) else {}  # other kwargs: build_config reports them
+            names = env_kwargs_with_defaults(env_id, given)
+        return names
+
+    def resolve(value: Any) -> Any:
         if isinstance(value, EnvRule):
-            if names is None:
-                given = env_kwargs if isinstance(env_kwargs, dict) else {}  # other kwargs: build_config reports them
-                names = env_kwargs_with_defaults(env_id, given)
-            return value.evaluate(env_id, names)
+            return value.evaluate(env_id, env_names())
         if isinstance(value, dict):
             return {key: resolve(item) for key, item in value.items()}
         if isinstance(value, list):
             return [resolve(item) for item in value]
         return value
 
+    def resolve_curriculum(curriculum: Any) -> Any:
+        hyperparameters = curriculum.get("hyperparameters") if isinstance(curriculum, dict) else None
+        stages = resolve(curriculum.get("stages")) if isinstance(hyperparameters, dict) else None
+        # A malformed curriculum resolves as any value does; Curriculum.from_config reports what is wrong with it.
+        if not isinstance(stages, dict) or not all(isinstance(values, list) for values in stages.values()):
+            return resolve(curriculum)
+        stage_kwargs = [dict(zip(stages, values)) for values in zip(*stages.values())]
+
+        def per_stage(value: Any) -> Any:
+            if isinstance(value, EnvRule):
+                return [value.evaluate(env_id, {**env_names(), **kwargs}) for kwargs in stage_kwargs]
+            return resolve(value)
+
+        return {key: {name: per_stage(item) for name, item in value.items()} if key == "hyperparameters"
+                else resolve(value) for key, value in curriculum.items()}
+
+    if isinstance(values, dict):
+        return {key: resolve_curriculum(value) if key == "curriculum" else resolve(value)
+                for key, value in values.items()}
     return resolve(values)
 
 

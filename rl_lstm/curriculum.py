@@ -6,7 +6,8 @@ then with the env's own kwargs for the rest of training. Any env id whose constr
 kwarg works, ours or a user's. The config's ``env_kwargs`` stay the task's own, so checkpoints, ``rl-lstm evaluate``
 and the evaluations of a run measure the task, not the stage. ``hyperparameters: {n_steps: [102, 1002]}`` gives
 training hyperparameters a value per stage (the config's own on the task), for those that follow the env, such as
-PPO's chunk length on a T-maze.
+PPO's chunk length on a T-maze; written as one ``!from_env`` rule (``n_steps: !from_env length + 2``), config
+resolution (``rl_lstm.config.resolve_env_rules``) computes it for each stage with the stage's kwargs.
 
 Why: a network that has solved a short T-maze often holds the cue far longer than it was trained to (Evolino's
 L = 100 solutions of Ni et al.'s passive T-maze held it for 10,000 steps on 2 of 3 seeds), and a generation at
@@ -28,7 +29,8 @@ METRICS = ("return", "success")  # what a threshold may be on (rl_lstm.solving's
 STAGE_EVALUATION_SEED = 2_000
 SETTINGS = {"stages": "the env kwargs of each stage, e.g. {length: [100, 1000]}",
             "until": "when a stage is done: 'success>=X' or 'return>=X', or a list with one per stage",
-            "hyperparameters": "training hyperparameters per stage, e.g. {n_steps: [12, 102]}",
+            "hyperparameters": "training hyperparameters per stage, e.g. {n_steps: [12, 102]}, or one !from_env "
+                               "rule computed with each stage's kwargs, e.g. {n_steps: !from_env length + 2}",
             "eval_every": "env steps between evaluations of a stage (default 50000)",
             "eval_episodes": "deterministic episodes per evaluation (default 100)",
             "evaluate_on_entry": "evaluate each stage as soon as training reaches it (true) and pass it without "

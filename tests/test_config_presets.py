@@ -139,6 +139,59 @@ def test_a_from_env_rule_in_set_or_a_user_file_is_resolved_too() -> None:
     assert (hyperparams.seq_len, hyperparams.n_steps, hyperparams.batch_size) == (42, 84, 42)
 
 
+STAGE_RULES = """
+rl_lstm/NiPassiveTMaze-v0:
+  n_steps: &chunk !from_env length + 2
+  seq_len: *chunk
+  batch_size: *chunk
+  curriculum:
+    stages: {length: [!from_env "min(length, 10)", !from_env "min(length, 100)"]}
+    hyperparameters:
+      n_steps: *chunk
+      seq_len: *chunk
+      batch_size: *chunk
+      n_epochs: [4, !from_env "max(1, 1000 // length)"]
+"""
+
+
+def test_a_curriculum_hyperparameter_written_as_one_rule_follows_each_stage(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """One rule gives each stage its own value (the stage's kwargs over the env's); a list keeps the task's."""
+    (tmp_path / "ppo.yaml").write_text(STAGE_RULES)
+    monkeypatch.setattr(config, "PRESETS_DIR", tmp_path)
+    settings = preset("ppo", "rl_lstm/NiPassiveTMaze-v0", {"length": 500})
+    assert settings["n_steps"] == 502
+    assert settings["curriculum"]["stages"] == {"length": [10, 100]}
+    # n_steps: the rule at length 10 and 100; n_epochs: a list, each element a rule of the task's length.
+    assert settings["curriculum"]["hyperparameters"] == {"n_steps": [12, 102], "seq_len": [12, 102],
+                                                         "batch_size": [12, 102], "n_epochs": [4, 2]}
+    _, hyperparams = resolve_config({"agent": "ppo", "env": "rl_lstm/NiPassiveTMaze-v0", "env_kwargs": {"length": 50}})
+    assert hyperparams.curriculum["hyperparameters"]["n_steps"] == [12, 52]  # the stage min(50, 100)
+    # From a user's --set, with the curriculum's stages given as plain numbers.
+    values = {"agent": "ppo", "env": "rl_lstm/NiPassiveTMaze-v0", "env_kwargs": {"length": 40},
+              **config.parse_assignments(["curriculum={stages: {length: [5, 20]}, hyperparameters: "
+                                          "{seq_len: !from_env length + 2, n_steps: !from_env 2 * (length + 2)}}",
+                                          "seq_len=!from_env length + 2", "n_steps=!from_env 2 * (length + 2)"])}
+    _, hyperparams = resolve_config(values)
+    assert hyperparams.curriculum["hyperparameters"] == {"seq_len": [7, 22], "n_steps": [14, 44]}
+
+
+def test_a_stage_rule_works_on_an_env_we_did_not_write() -> None:
+    """CartPole-v1's own kwarg as a curriculum stage, a hyperparameter following it."""
+    values = {"agent": "reinforce", "env": "CartPole-v1", "env_kwargs": {"sutton_barto_reward": False},
+              "curriculum": {"stages": {"sutton_barto_reward": [True]},
+                             "hyperparameters": {"ent_coef": config.EnvRule("0.01 * sutton_barto_reward")}}}
+    _, hyperparams = resolve_config(values)
+    assert hyperparams.curriculum["hyperparameters"] == {"ent_coef": [0.01]}
+
+
+def test_a_stage_rule_naming_no_kwarg_of_the_env_is_an_error_naming_it() -> None:
+    values = {"agent": "ppo", "env": "rl_lstm/NiPassiveTMaze-v0",
+              "curriculum": {"stages": {"length": [5]}, "hyperparameters": {"n_steps": config.EnvRule("lenght + 2")}}}
+    with pytest.raises(config.ConfigError, match="uses 'lenght', which is not a kwarg of rl_lstm/NiPassiveTMaze-v0"):
+        resolve_config(values)
+
+
 @pytest.mark.parametrize(("expression", "message"), [
     ("lenght + 2", "uses 'lenght', which is not a kwarg of rl_lstm/NiPassiveTMaze-v0; its kwargs are: length"),
     ("__import__('os').getcwd()", "is not allowed"),
