@@ -29,6 +29,7 @@ from rl_lstm.buffers import RolloutBuffer
 from rl_lstm.checkpoints import env_state, load_env_state
 from rl_lstm.config import require
 from rl_lstm.errors import NumericalError
+from rl_lstm.exploration import ExplorationConfig
 from rl_lstm.logger import EpisodeStatistics
 from rl_lstm.policies import map_observation
 from rl_lstm.ray_workers import RayBackend, RolloutWorkersConfig
@@ -37,7 +38,7 @@ from rl_lstm.vec_env import NormalizeReward, RolloutRewardNormalizer, action_mas
 
 
 @dataclass
-class PPOConfig(EnvConfig, PolicyConfig, RolloutWorkersConfig):
+class PPOConfig(EnvConfig, PolicyConfig, RolloutWorkersConfig, ExplorationConfig):
     """Hyperparameters of recurrent PPO (plus the env and policy keys it shares with the other agents)."""
 
     num_envs: int = 16  # env copies stepped together
@@ -75,6 +76,7 @@ class PPOConfig(EnvConfig, PolicyConfig, RolloutWorkersConfig):
         """Range checks: each error names the key and what is allowed."""
         self.validate_env()
         self.validate_backend()
+        self.validate_exploration()
         require(self.n_steps >= 1, f"n_steps must be at least 1, got {self.n_steps}")
         require(self.seq_len >= 1, f"seq_len must be at least 1, got {self.seq_len}")
         require(

@@ -30,6 +30,7 @@ from rl_lstm.agent import SCHEDULES, EnvConfig, PolicyConfig, RecurrentAgent, ch
 from rl_lstm.buffers import stack_observations
 from rl_lstm.config import require
 from rl_lstm.errors import NumericalError
+from rl_lstm.exploration import ExplorationConfig
 from rl_lstm.logger import EpisodeStatistics
 from rl_lstm.policies import map_observation
 from rl_lstm.ray_workers import RayBackend, RolloutWorkersConfig
@@ -40,7 +41,7 @@ BASELINES = ("value", "mean", "none")
 
 
 @dataclass
-class ReinforceConfig(EnvConfig, PolicyConfig, RolloutWorkersConfig):
+class ReinforceConfig(EnvConfig, PolicyConfig, RolloutWorkersConfig, ExplorationConfig):
     """Hyperparameters of recurrent REINFORCE (plus the env and policy keys it shares with the other agents)."""
 
     num_envs: int = 16  # episodes per update: every env copy plays one complete episode
@@ -61,6 +62,7 @@ class ReinforceConfig(EnvConfig, PolicyConfig, RolloutWorkersConfig):
         """Range checks: each error names the key and what is allowed."""
         self.validate_env()
         self.validate_backend()
+        self.validate_exploration()
         require(
             not (self.backend == "ray" and self.normalize_rewards),
             "normalize_rewards with backend 'ray' is not supported by reinforce: in-process, the reward scale also "

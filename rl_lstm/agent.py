@@ -278,6 +278,7 @@ class RecurrentAgent(ABC):
                 env_wrappers=self.config.env_wrappers,
                 frame_stack=self.config.frame_stack,
                 prev_action_reward=self.config.prev_action_reward,
+                **self._exploration_kwargs(),
             )
         wrappers = parse_wrappers(self.config.env_wrappers)
         # The id, where the user's env has one, is what Agent.load and rl-lstm evaluate rebuild the env from.
@@ -306,7 +307,13 @@ class RecurrentAgent(ABC):
             normalize_rewards=self.config.normalize_rewards,
             gamma=getattr(self.config, "gamma", 0.99),
             prev_action_reward=self.config.prev_action_reward,
+            **self._exploration_kwargs(),
         )
+
+    def _exploration_kwargs(self) -> dict[str, Any]:
+        """The count bonus of the training env, for the trainers whose config has one (rl_lstm.exploration)."""
+        return {"count_bonus": getattr(self.config, "count_bonus", 0.0),
+                "count_bonus_bits": getattr(self.config, "count_bonus_bits", 16)}
 
     # ---- acting -------------------------------------------------------------------------------------------------
     def predict(

@@ -24,6 +24,7 @@ from gymnasium.wrappers.vector import NormalizeObservation, NormalizeReward, Rec
 
 from envs.batched import TaskVectorEnv
 from rl_lstm.errors import CheckpointError
+from rl_lstm.exploration import CountBonus
 from rl_lstm.vec_env import PrevActionReward
 
 FORMAT_VERSION = 2  # 2: plain data only, read with weights_only=True; 1 pickled numpy and gymnasium objects
@@ -49,6 +50,7 @@ EPISODE_WRAPPER_STATE: dict[type, tuple[str, ...]] = {
     NormalizeObservation: (),
     NormalizeReward: ("accumulated_reward", "_prev_dones"),
     PrevActionReward: ("prev_actions", "prev_rewards", "prev_dones"),
+    CountBonus: ("autoresetting",),  # its counts are statistics, saved with the normalizers'
 }
 # Modules whose objects format 1 pickled: a file that fails to load only because of them was written by an older
 # rl_lstm, not crafted.

@@ -314,3 +314,11 @@ def require(condition: bool, message: str) -> None:
     """Raise ConfigError(message) unless ``condition``: the shape of every range check in configs."""
     if not condition:
         raise ConfigError(message)
+
+
+def require_next_step_autoreset(env: gym.vector.VectorEnv, option: str) -> None:
+    """A ConfigError unless ``env`` autoresets on the step after an episode ends, as ``option``'s wrapper expects."""
+    mode = env.metadata.get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
+    require(mode == gym.vector.AutoresetMode.NEXT_STEP,
+            f"{option} needs a vector env that autoresets on the next step (gymnasium's default, "
+            f"AutoresetMode.NEXT_STEP), as rl_lstm's trainers do; this one has {mode}")

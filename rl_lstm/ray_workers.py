@@ -222,6 +222,9 @@ def worker_env_kwargs(config: Any, num_envs: int) -> dict[str, Any]:
         "env_wrappers": list(config.env_wrappers),
         "frame_stack": config.frame_stack,
         "prev_action_reward": config.prev_action_reward,
+        # Each worker counts what its own copies see (rl_lstm.exploration).
+        "count_bonus": config.count_bonus,
+        "count_bonus_bits": config.count_bonus_bits,
     }
 
 

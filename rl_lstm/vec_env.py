@@ -19,7 +19,9 @@ from gymnasium.wrappers.vector import NormalizeObservation, NormalizeReward, Rec
 
 import envs  # noqa: F401  (registers the built-in ids)
 from envs.batched import TaskVectorEnv
+from rl_lstm.config import require_next_step_autoreset
 from rl_lstm.errors import ConfigError
+from rl_lstm.exploration import CountBonus
 
 VECTORIZATION_MODES = ("auto", "native", "sync", "async")
 WRAPPER_FORM = "'package.module:Wrapper' or {'package.module:Wrapper': {key: value}}"
@@ -193,12 +195,7 @@ class PrevActionReward(gym.vector.VectorWrapper):
 
     def __init__(self, env: gym.vector.VectorEnv) -> None:
         super().__init__(env)
-        mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
-        if mode != AutoresetMode.NEXT_STEP:
-            raise ConfigError(
-                f"prev_action_reward needs a vector env that autoresets on the next step (gymnasium's default, "
-                f"AutoresetMode.NEXT_STEP), as rl_lstm's trainers do; this one has {mode}"
-            )
+        require_next_step_autoreset(env, "prev_action_reward")
         self.single_observation_space = prev_action_reward_space(env.single_observation_space, env.single_action_space)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self._no_actions = _no_action(env.single_action_space, (self.num_envs,))
@@ -265,6 +262,8 @@ def make_vector_env(
     env_wrappers: Any = (),
     frame_stack: int = 1,
     prev_action_reward: bool = False,
+    count_bonus: float = 0.0,
+    count_bonus_bits: int = 16,
 ) -> gym.vector.VectorEnv:
     """A vector env of ``num_envs`` copies with episode statistics in ``infos["episode"]``.
 
@@ -274,7 +273,8 @@ def make_vector_env(
     ``frame_stack > 1`` stacks each copy's last observations. A native vector env steps its copies as arrays, so
     per-copy wrappers and frame stacking make "auto" fall back to ``SyncVectorEnv``. Normalization uses
     gymnasium's own running-statistics wrappers (their statistics are saved with checkpoints).
-    ``prev_action_reward`` adds the previous action and reward to each observation (:class:`PrevActionReward`).
+    ``prev_action_reward`` adds the previous action and reward to each observation (:class:`PrevActionReward`);
+    ``count_bonus > 0`` adds a reward bonus for rarely seen observations (:class:`rl_lstm.exploration.CountBonus`).
     """
     if vectorization not in VECTORIZATION_MODES:
         raise ConfigError(f"vectorization={vectorization!r} is not one of {', '.join(VECTORIZATION_MODES)}")
@@ -308,7 +308,7 @@ def make_vector_env(
     except TypeError as error:
         raise ConfigError(f"bad env_kwargs {kwargs} for {env_id}: {error}") from error
     return add_training_layers(vector_env, wrappers, normalize_observations, normalize_rewards, gamma,
-                               prev_action_reward)
+                               prev_action_reward, count_bonus, count_bonus_bits)
 
 
 def add_training_layers(
@@ -318,11 +318,17 @@ def add_training_layers(
     normalize_rewards: bool = False,
     gamma: float = 0.99,
     prev_action_reward: bool = False,
+    count_bonus: float = 0.0,
+    count_bonus_bits: int = 16,
 ) -> gym.vector.VectorEnv:
     """The layers around every training vector env, built from an id or handed over: the same order for both."""
     vector_env = wrap_vector_env(vector_env, wrappers)
     if find_wrapper(vector_env, RecordEpisodeStatistics) is None:  # a user's vector env may record them already
         vector_env = RecordEpisodeStatistics(vector_env)
+    if count_bonus > 0:
+        # Above the episode statistics, which report the env's own returns; below observation normalization, whose
+        # statistics move, so the hash sees the env's own observations.
+        vector_env = CountBonus(vector_env, count_bonus, count_bonus_bits)
     if normalize_observations:
         vector_env = NormalizeObservation(vector_env)
         vector_env.obs_rms = RunningStatistics.like(vector_env.obs_rms)
@@ -379,6 +385,9 @@ def normalization_state(vector_env: gym.vector.VectorEnv) -> dict[str, Any]:
     if reward_wrapper is not None:
         rms = reward_wrapper.return_rms
         state["reward"] = {"mean": rms.mean.copy(), "var": rms.var.copy(), "count": rms.count}
+    bonus_wrapper = find_wrapper(vector_env, CountBonus)
+    if bonus_wrapper is not None:
+        state["observation_counts"] = bonus_wrapper.counts.copy()
     return state
 
 
@@ -397,6 +406,11 @@ def load_normalization_state(vector_env: gym.vector.VectorEnv, state: dict[str, 
             rms.var = np.array(state[key]["var"], copy=True)
             rms.count = state[key]["count"]
         wrapper.update_running_mean = training
+    bonus_wrapper = find_wrapper(vector_env, CountBonus)
+    counts = state.get("observation_counts")
+    # Counts saved with another count_bonus_bits hash into another table: the run counts afresh.
+    if bonus_wrapper is not None and counts is not None and len(counts) == len(bonus_wrapper.counts):
+        bonus_wrapper.counts = np.array(counts, copy=True)
 
 
 def action_masks(vector_env: gym.vector.VectorEnv, infos: dict[str, Any]) -> np.ndarray | None:

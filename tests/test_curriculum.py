@@ -322,3 +322,17 @@ def test_ppos_passive_preset_makes_one_pass_per_rollout_from_1000_step_corridors
     assert settings["n_epochs"] == task_epochs
     agent = agent_class("ppo")("rl_lstm/PassiveTMaze-v0", env_kwargs={"length": length}, **settings)
     assert (agent.config.n_epochs, agent.task_config.n_epochs) == (4, task_epochs)
+
+
+def test_ppos_ni_active_preset_explores_with_the_count_bonus_through_the_same_ladder() -> None:
+    """Ni et al.'s active maze: the passive maze's ladder with the active episode's chunks (L + 4), the count bonus
+    and no advantage normalization (normalized, the bonus's advantages drowned the junction's)."""
+    settings = preset("ppo", "rl_lstm/NiActiveTMaze-v0", {"length": 500})
+    curriculum = Curriculum.from_config(settings["curriculum"], {"length": 500})
+    lengths = [stage["length"] for stage in curriculum.stages]
+    assert lengths == [10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 450]
+    assert [hyper["n_steps"] for hyper in curriculum.hyperparameters] == [length + 4 for length in lengths]
+    assert [hyper["ent_coef"] for hyper in curriculum.hyperparameters] == [0.01] + [0.0] * 10
+    assert (settings["count_bonus"], settings["normalize_advantage"], settings["n_steps"]) == (30.0, False, 504)
+    agent = agent_class("ppo")("rl_lstm/NiActiveTMaze-v0", env_kwargs={"length": 500}, **settings)
+    assert agent.config.count_bonus == 30.0 and _stage_length(agent) == 10

@@ -227,3 +227,16 @@ def test_ray_ppo_through_a_curriculum_ends_equal_to_in_process(ray_cluster) -> N
         remote.close()
     assert local.curriculum.finished and remote.curriculum.finished
     assert torch.equal(_parameters(remote), _parameters(local))
+
+
+def test_ray_ppo_with_the_count_bonus_on_one_worker_ends_equal_to_in_process(ray_cluster) -> None:
+    # One worker counts every copy's observations, as the in-process env does; its rewards carry the same bonus.
+    local = RecurrentPPO(TMAZE, seed=5, num_envs=8, count_bonus=1.0, **PPO)
+    local.learn(3 * 16 * 8, progress_bar=False)
+    remote = RecurrentPPO(TMAZE, seed=5, num_envs=8, backend="ray", ray_workers=1, envs_per_worker=8,
+                          count_bonus=1.0, **PPO)
+    try:
+        remote.learn(3 * 16 * 8, progress_bar=False)
+    finally:
+        remote.close()
+    assert torch.equal(_parameters(remote), _parameters(local))
