@@ -52,8 +52,8 @@ class ExplorationConfig:
 
 
 def flatten_batch(space: gym.Space, observations: Any, num_envs: int) -> np.ndarray:
-    """``observations`` of ``num_envs`` copies as ``[num_envs, D]`` float32: Box values, Discrete one-hot, Dict and
-    Tuple parts side by side."""
+    """``observations`` of ``num_envs`` copies as ``[num_envs, D]`` float32: Box, MultiBinary and MultiDiscrete values
+    as they are, Discrete one-hot, Dict and Tuple parts side by side."""
     if isinstance(space, gym.spaces.Discrete):
         return np.eye(space.n, dtype=np.float32)[np.asarray(observations).reshape(num_envs) - space.start]
     if isinstance(space, gym.spaces.Dict):
@@ -77,7 +77,6 @@ class CountBonus(gym.vector.VectorWrapper):
         super().__init__(env)
         require_next_step_autoreset(env, "count_bonus")
         self.scale = scale
-        self.bits = bits
         space = env.single_observation_space
         size = flatten_batch(space, batch_space(space, 1).sample(), 1).shape[1]
         generator = np.random.default_rng(PROJECTION_SEED)
@@ -94,9 +93,11 @@ class CountBonus(gym.vector.VectorWrapper):
 
     def reset(self, *, seed: Any = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
         """Reset the copies (those of ``options["reset_mask"]`` only, where given); none of them is autoresetting."""
+        # Read before the reset: gymnasium's RecordEpisodeStatistics pops the mask from the options.
         reset_mask = (options or {}).get("reset_mask")
+        resets = np.ones(self.num_envs, dtype=bool) if reset_mask is None else np.array(reset_mask, dtype=bool)
         observations, infos = self.env.reset(seed=seed, options=options)
-        self.autoresetting = self.autoresetting & ~(True if reset_mask is None else np.asarray(reset_mask, dtype=bool))
+        self.autoresetting = self.autoresetting & ~resets
         return observations, infos
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]:

@@ -145,3 +145,24 @@ def test_a_same_step_autoreset_env_is_a_config_error_naming_the_option() -> None
     env = gym.vector.SyncVectorEnv([lambda: gym.make("CartPole-v1")], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     with pytest.raises(ConfigError, match="count_bonus needs a vector env that autoresets on the next step"):
         CountBonus(env, 1.0, 8)
+
+
+def test_a_partial_reset_ends_only_its_copies_autoreset_step() -> None:
+    """After both copies' episodes end, resetting copy 0 alone makes its next step a paid transition; copy 1's next
+    step is still its autoreset step."""
+    env = make_vector_env(NI_ACTIVE, 2, {"length": 1}, count_bonus=2.0)
+    env.reset(seed=0)
+    terminated = np.zeros(2, dtype=bool)
+    while not terminated.all():
+        _, _, terminated, _, _ = env.step(np.array([EAST, EAST]))
+    env.reset(options={"reset_mask": np.array([True, False])})
+    _, rewards, *_ = env.step(np.array([WEST, WEST]))
+    assert rewards[0] > 0 and rewards[1] == 0.0
+
+
+def test_the_first_step_after_a_full_reset_counts_each_copys_own_observation() -> None:
+    env = make_vector_env(NI_ACTIVE, 2, {"length": 3}, count_bonus=2.0)
+    env.reset(seed=0)
+    _, rewards, *_ = env.step(np.array([WEST, EAST]))  # the cue and the corridor: two buckets, each seen once
+    np.testing.assert_allclose(rewards, [2.0, 2.0])
+    assert find_wrapper(env, CountBonus).counts.sum() == 2
