@@ -23,6 +23,7 @@ from rl_lstm import checkpoints
 from rl_lstm.config import build_config, config_to_dict, require
 from rl_lstm.curriculum import Curriculum, CurriculumProgress
 from rl_lstm.errors import CheckpointError, ConfigError, NumericalError
+from rl_lstm.exploration import ExplorationConfig
 from rl_lstm.logger import EpisodeStatistics, TrainingLogger
 from rl_lstm.policies import RecurrentActorCritic, map_observation
 from rl_lstm.ray_workers import RolloutWorkersConfig
@@ -312,8 +313,9 @@ class RecurrentAgent(ABC):
 
     def _exploration_kwargs(self) -> dict[str, Any]:
         """The count bonus of the training env, for the trainers whose config has one (rl_lstm.exploration)."""
-        return {"count_bonus": getattr(self.config, "count_bonus", 0.0),
-                "count_bonus_bits": getattr(self.config, "count_bonus_bits", 16)}
+        if not isinstance(self.config, ExplorationConfig):
+            return {}
+        return {"count_bonus": self.config.count_bonus, "count_bonus_bits": self.config.count_bonus_bits}
 
     # ---- acting -------------------------------------------------------------------------------------------------
     def predict(

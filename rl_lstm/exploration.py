@@ -29,6 +29,7 @@ from gymnasium.vector.utils import batch_space
 from rl_lstm.config import require, require_next_step_autoreset
 from rl_lstm.errors import ConfigError
 
+DEFAULT_BITS = 16  # 65,536 buckets: each observation of a small maze its own, 512 KiB of counts
 MAX_BITS = 24  # a table of 2**24 counts (128 MiB as int64) is the most we allocate
 PROJECTION_SEED = 0  # the hash is fixed, so a checkpoint's counts stay valid when it is loaded
 
@@ -40,7 +41,7 @@ class ExplorationConfig:
     # reward bonus count_bonus / sqrt(n) for reaching an observation whose SimHash has been seen n times (Tang et
     # al. 2017); 0: off. The env's own rewards are what episodes, evaluations and TensorBoard's returns report.
     count_bonus: float = 0.0
-    count_bonus_bits: int = 16  # SimHash bits: 2 ** bits buckets of observations
+    count_bonus_bits: int = DEFAULT_BITS  # SimHash bits: 2 ** bits buckets of observations
 
     def validate_exploration(self) -> None:
         """Range checks of the count bonus's keys."""

@@ -21,7 +21,7 @@ import envs  # noqa: F401  (registers the built-in ids)
 from envs.batched import TaskVectorEnv
 from rl_lstm.config import require_next_step_autoreset
 from rl_lstm.errors import ConfigError
-from rl_lstm.exploration import CountBonus
+from rl_lstm.exploration import DEFAULT_BITS, CountBonus
 
 VECTORIZATION_MODES = ("auto", "native", "sync", "async")
 WRAPPER_FORM = "'package.module:Wrapper' or {'package.module:Wrapper': {key: value}}"
@@ -263,7 +263,7 @@ def make_vector_env(
     frame_stack: int = 1,
     prev_action_reward: bool = False,
     count_bonus: float = 0.0,
-    count_bonus_bits: int = 16,
+    count_bonus_bits: int = DEFAULT_BITS,
 ) -> gym.vector.VectorEnv:
     """A vector env of ``num_envs`` copies with episode statistics in ``infos["episode"]``.
 
@@ -319,7 +319,7 @@ def add_training_layers(
     gamma: float = 0.99,
     prev_action_reward: bool = False,
     count_bonus: float = 0.0,
-    count_bonus_bits: int = 16,
+    count_bonus_bits: int = DEFAULT_BITS,
 ) -> gym.vector.VectorEnv:
     """The layers around every training vector env, built from an id or handed over: the same order for both."""
     vector_env = wrap_vector_env(vector_env, wrappers)
