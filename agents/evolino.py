@@ -39,6 +39,7 @@ from rl_lstm.config import require
 from rl_lstm.cores import check_gate_init
 from rl_lstm.errors import ConfigError
 from rl_lstm.esp import EnforcedSubpopulations, LSTMLayout, PopulationLSTM, validate_esp_settings
+from rl_lstm.exploration import DEFAULT_BITS, EpisodeVisits, population_novelty, require_bonus_settings
 from rl_lstm.logger import EpisodeStatistics
 from rl_lstm.policies import ImageEncoder, make_action_head, make_encoder, map_observation
 from rl_lstm.ray_workers import RayConfig, WorkerPool, require_env_id
@@ -68,6 +69,16 @@ class EvolinoConfig(EnvConfig, RayConfig):
     burst_after: int = 20  # generations without a better network before a burst mutation (Evolino: 20)
     burst_scale: float = 0.3  # scale of the Cauchy noise around the best network in a burst mutation
     max_episode_steps: int = 100_000  # an episode still running after this many steps is cut (safety net)
+    # Deceptive tasks, where the path to the goal first looks worse than a trap (Ni et al.'s active T-maze: stepping
+    # back to the cue looks no better than walking straight to the junction): a network's fitness gains
+    # novelty_bonus x its episodes' mean novelty, an episode's novelty the sum, over the distinct SimHash buckets of
+    # the observations it reached, of 1/sqrt(episodes of this generation that reached that bucket). 0: off.
+    novelty_bonus: float = 0.0
+    novelty_bits: int = DEFAULT_BITS  # SimHash bits of the novelty's observation buckets
+    # Every generation the best network so far plays the generation's episodes again, and a new network must match
+    # that score, not the one the best network once drew: where episodes vary (a goal drawn at random), one lucky
+    # draw otherwise keeps a mediocre best network for good and sets off burst mutations around it.
+    reevaluate_best: bool = False
     # backend "ray": the jobs are sharded over ray_workers actors, each with its own vector env of num_envs copies
 
     def validate(self) -> None:
@@ -80,6 +91,7 @@ class EvolinoConfig(EnvConfig, RayConfig):
         )
         require(self.episodes_per_network >= 1, f"episodes_per_network must be >= 1, got {self.episodes_per_network}")
         require(self.max_episode_steps >= 1, f"max_episode_steps must be at least 1, got {self.max_episode_steps}")
+        require_bonus_settings("novelty_bonus", self.novelty_bonus, "novelty_bits", self.novelty_bits)
         self.validate_backend()
         # forget_bias 0 is its default, "not set"; chrono draws the forget-gate biases itself.
         check_gate_init(self.init, self.t_max, self.forget_bias or None, options="")
@@ -113,11 +125,15 @@ class EvolinoConfig(EnvConfig, RayConfig):
 
 @dataclass
 class EpisodeResults:
-    """One entry per (network, episode) job: return, length, and success (NaN where the env reports none)."""
+    """One entry per (network, episode) job: return, length, and success (NaN where the env reports none); with
+    novelty on, ``visited_jobs`` and ``visited_buckets`` pair each job with every distinct bucket its episode reached.
+    """
 
     returns: np.ndarray
     lengths: np.ndarray
     successes: np.ndarray
+    visited_jobs: np.ndarray | None = None
+    visited_buckets: np.ndarray | None = None
 
 
 def evaluator_spec(env_id: str, config: EvolinoConfig, layout: LSTMLayout) -> dict[str, Any]:
@@ -132,6 +148,7 @@ def evaluator_spec(env_id: str, config: EvolinoConfig, layout: LSTMLayout) -> di
         "prev_action_reward": config.prev_action_reward,
         "layout": dataclasses.asdict(layout),
         "max_episode_steps": config.max_episode_steps,
+        "novelty_bits": config.novelty_bits if config.novelty_bonus > 0 else None,
     }
 
 
@@ -144,13 +161,16 @@ class PopulationEvaluator:
     """Plays one episode per job, a round of up to ``env.num_envs`` jobs at a time, all networks batched.
 
     Every job carries its own env seed, so its result does not depend on the round or the Ray shard it runs in.
+    With ``novelty_bits``, it also records the distinct SimHash buckets of the observations each episode reached.
     """
 
-    def __init__(self, env: gym.vector.VectorEnv, layout: LSTMLayout, max_episode_steps: int, env_id: str) -> None:
+    def __init__(self, env: gym.vector.VectorEnv, layout: LSTMLayout, max_episode_steps: int, env_id: str,
+                 novelty_bits: int | None = None) -> None:
         self.env = env
         self.env_id = env_id
         self.layout = layout
         self.max_episode_steps = max_episode_steps
+        self.novelty_bits = novelty_bits
         self.encoder = make_encoder(env.single_observation_space)
         self.head = make_action_head(env.single_action_space, layout.num_cells, log_std_init=0.0)
 
@@ -162,30 +182,42 @@ class PopulationEvaluator:
             env_wrappers=spec["env_wrappers"], frame_stack=spec["frame_stack"],
             prev_action_reward=spec["prev_action_reward"],
         )
-        return cls(env, LSTMLayout(**spec["layout"]), spec["max_episode_steps"], spec["env_id"])
+        return cls(env, LSTMLayout(**spec["layout"]), spec["max_episode_steps"], spec["env_id"], spec["novelty_bits"])
 
     def evaluate(self, chromosomes: list[np.ndarray], seeds: np.ndarray) -> EpisodeResults:
         """One episode per job: ``chromosomes`` holds one ``[num_jobs, size]`` array per unit, ``seeds [num_jobs]``."""
         num_jobs, round_size = len(chromosomes[0]), self.env.num_envs
         results = [np.empty(num_jobs), np.empty(num_jobs, dtype=np.int64), np.empty(num_jobs)]
+        visited_jobs, visited_buckets = [], []
         for start in range(0, num_jobs, round_size):
             jobs = np.arange(start, min(start + round_size, num_jobs))
             # The last round pads with copies of its last job; their episodes are discarded.
             padded = np.concatenate([jobs, np.full(round_size - len(jobs), jobs[-1])])
-            round_results = self._play_round([c[padded] for c in chromosomes], seeds[padded])
+            *round_results, visits = self._play_round([c[padded] for c in chromosomes], seeds[padded])
             for result, round_result in zip(results, round_results):
                 result[jobs] = round_result[: len(jobs)]
-        return EpisodeResults(*results)
+            if visits is not None:
+                copies, buckets = visits.pairs()
+                kept = copies < len(jobs)
+                visited_jobs.append(start + copies[kept])
+                visited_buckets.append(buckets[kept])
+        if self.novelty_bits is None:
+            return EpisodeResults(*results)
+        return EpisodeResults(*results, np.concatenate(visited_jobs), np.concatenate(visited_buckets))
 
     def _play_round(
         self, chromosomes: list[np.ndarray], seeds: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, EpisodeVisits | None]:
         """Copy ``i`` of the vector env (seeded ``seeds[i]``) plays network ``i`` for one episode."""
         network = PopulationLSTM(self.layout, chromosomes)
         copies = self.env.num_envs
         observations, infos = self._call_env("reset", 0, seed=[int(seed) for seed in seeds])
         state = network.initial_state(1)
         finished = np.zeros(copies, dtype=bool)
+        visits = None
+        if self.novelty_bits is not None:
+            visits = EpisodeVisits(self.env.single_observation_space, self.novelty_bits, copies)
+            visits.add(observations, ~finished)
         returns, lengths = np.zeros(copies), np.zeros(copies, dtype=np.int64)
         successes = np.full(copies, np.nan)
         with torch.no_grad():
@@ -203,10 +235,12 @@ class PopulationEvaluator:
                 ended = running & (terminated | truncated)
                 if "is_success" in infos:
                     successes[ended] = np.asarray(infos["is_success"], dtype=np.float64)[ended]
+                if visits is not None:
+                    visits.add(observations, running)  # an episode's last observation is one it reached
                 finished |= ended
                 if finished.all():
                     break
-        return returns, lengths, successes
+        return returns, lengths, successes, visits
 
     def _call_env(self, call: str, step: int, *args: Any, **kwargs: Any) -> Any:
         """``env.reset``/``env.step``; an error names the env and the episode step it happened at."""
@@ -238,8 +272,12 @@ class RayEvaluator:
         bounds = np.linspace(0, num_jobs, len(self.workers) + 1).astype(int)
         shards = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
         results = self.pool.run([[("evaluate", ([c[a:b] for c in chromosomes], seeds[a:b]))] for a, b in shards])
-        return EpisodeResults(*(np.concatenate([getattr(r, k) for r in results]) for k in ("returns", "lengths",
-                                                                                          "successes")))
+        merged = EpisodeResults(*(np.concatenate([getattr(r, k) for r in results]) for k in ("returns", "lengths",
+                                                                                            "successes")))
+        if results[0].visited_jobs is not None:  # a shard's job numbers start at 0: offset them by its start
+            merged.visited_jobs = np.concatenate([r.visited_jobs + a for r, (a, _) in zip(results, shards)])
+            merged.visited_buckets = np.concatenate([r.visited_buckets for r in results])
+        return merged
 
     def close(self) -> None:
         """Stop the actors (and the Ray cluster, if this evaluator started it)."""
@@ -319,7 +357,9 @@ class RecurrentEvolino(RecurrentAgent):
             self.evaluator: PopulationEvaluator | RayEvaluator = RayEvaluator(spec, config.ray_workers,
                                                                               config.ray_address)
         else:
-            self.evaluator = PopulationEvaluator(self.env, self.layout, config.max_episode_steps, self.env_id)
+            novelty_bits = config.novelty_bits if config.novelty_bonus > 0 else None
+            self.evaluator = PopulationEvaluator(self.env, self.layout, config.max_episode_steps, self.env_id,
+                                                 novelty_bits)
 
     # ---- one generation: assemble -> evaluate -> credit and breed -> keep the best --------------------------------
     def _iterate(self, statistics: EpisodeStatistics, progress: float) -> dict[str, float]:
@@ -327,14 +367,28 @@ class RecurrentEvolino(RecurrentAgent):
         config = self.config
         members = self.esp.sample_networks(config.trials_per_chromosome)  # [networks, units]
         episodes = config.episodes_per_network
+        networks = self.esp.chromosomes(members)
+        reevaluate_best = config.reevaluate_best and self.esp.best_network is not None
+        if reevaluate_best:  # the best network so far plays as one more network, the last
+            networks = [np.concatenate([c, best[None]]) for c, best in zip(networks, self.esp.best_network)]
+        num_networks = len(networks[0])
         # Job network * episodes + k is episode k of that network. Episode k is the same episode (same env seed)
         # for every network of the generation: common random numbers, so networks are ranked on equal terms.
-        chromosomes = [np.repeat(c, episodes, axis=0) for c in self.esp.chromosomes(members)]
+        chromosomes = [np.repeat(c, episodes, axis=0) for c in networks]
         episode_seeds = self.rng.integers(2**31, size=episodes)
         start = time.perf_counter()
-        results = self.evaluator.evaluate(chromosomes, np.tile(episode_seeds, len(members)))
+        results = self.evaluator.evaluate(chromosomes, np.tile(episode_seeds, num_networks))
         seconds = time.perf_counter() - start
-        fitness = results.returns.reshape(len(members), episodes).mean(axis=1)
+        returns = results.returns.reshape(num_networks, episodes).mean(axis=1)
+        fitness = returns
+        if config.novelty_bonus > 0:
+            assert results.visited_jobs is not None and results.visited_buckets is not None
+            novelty = population_novelty(results.visited_jobs, results.visited_buckets, len(results.returns))
+            novelty = novelty.reshape(num_networks, episodes).mean(axis=1)
+            fitness = returns + config.novelty_bonus * novelty
+        if reevaluate_best:
+            self.esp.rescore_best(float(fitness[-1]))
+            fitness, returns = fitness[:-1], returns[:-1]
         outcome = self.esp.tell(members, fitness)
         self._write_best_into_policy()
         self.num_timesteps += int(results.lengths.sum())
@@ -342,14 +396,17 @@ class RecurrentEvolino(RecurrentAgent):
             "rollout/ep_rew_mean": float(results.returns.mean()),
             "rollout/ep_len_mean": float(results.lengths.mean()),
             "evolution/fitness_best": float(fitness.max()),
+            "evolution/return_best": float(returns.max()),
             "evolution/fitness_mean": float(fitness.mean()),
             "evolution/fitness_std": float(fitness.std()),
             "evolution/best_ever": float(self.esp.best_fitness),
             "evolution/generation": self.esp.generation,
             "evolution/burst_mutation": outcome["burst"],
             "evolution/burst_mutations": self.esp.burst_mutations,
-            "evolution/evaluations_per_second": len(members) / max(seconds, 1e-9),
+            "evolution/evaluations_per_second": num_networks / max(seconds, 1e-9),
         }
+        if config.novelty_bonus > 0:
+            scalars["evolution/novelty_mean"] = float(novelty.mean())
         if not np.all(np.isnan(results.successes)):
             scalars["rollout/success_rate"] = float(np.nanmean(results.successes))
         names = [f"cell_{j}" for j in range(self.layout.num_cells)]

@@ -141,6 +141,13 @@ class EnforcedSubpopulations:
         self.best_fitness = -np.inf
         self.stagnant_generations = 0
 
+    def rescore_best(self, fitness: float) -> None:
+        """The best network played this generation's episodes again and scored ``fitness``: the mark a network of
+        this generation must reach to replace it (instead of the score it once drew on other episodes)."""
+        if self.best_network is None:
+            raise RuntimeError("no network has been evaluated yet")
+        self.best_fitness = fitness
+
     # ---- 2. credit, then the next generation ------------------------------------------------------------------
     def tell(self, members: np.ndarray, fitness: np.ndarray) -> dict[str, float]:
         """Credit ``fitness [P]`` of the networks ``members [P, S]``, then breed the next generation.

@@ -1,4 +1,4 @@
-"""Count-based exploration for the gradient trainers: a reward bonus for observations the agent has seen rarely.
+"""Count-based exploration: a reward bonus for rarely seen observations (gradient trainers), novelty (Evolino).
 
 After #Exploration (H. Tang, R. Houthooft, D. Foote, A. Stooke, X. Chen, Y. Duan, J. Schulman, F. De Turck,
 P. Abbeel, "#Exploration: A Study of Count-Based Exploration for Deep Reinforcement Learning", NeurIPS 2017): every
@@ -15,6 +15,14 @@ pay. The bonus pays the first visits of a rarely seen observation, and fades as 
 The counts are a table of ``2 ** bits`` entries updated as arrays, no Python work per env copy per step. They are
 statistics of the training env like the normalizers' (saved with checkpoints, carried from one curriculum stage to
 the next); evaluation envs have no bonus. With ``backend: ray`` each worker counts what its own copies see.
+
+Evolino ranks fixed networks, so a bonus inside its episodes' rewards would change the task between the networks of a
+generation. Its ``novelty_bonus`` is a fitness term instead (``population_novelty``): an episode's novelty is the sum,
+over the distinct buckets of the observations it reached (``EpisodeVisits``), of ``1 / sqrt(n)``, ``n`` the number of
+the generation's episodes that reached that bucket: the rare behaviours of a generation count, however often an
+episode repeats them, and a behaviour that spreads through the population stops paying (novelty search, J. Lehman
+and K. O. Stanley, "Abandoning Objectives: Evolution through the Search for Novelty Alone", Evolutionary Computation
+19(2), 2011, with #Exploration's counts as the measure of novelty).
 """
 
 from __future__ import annotations
@@ -45,11 +53,13 @@ class ExplorationConfig:
 
     def validate_exploration(self) -> None:
         """Range checks of the count bonus's keys."""
-        require(self.count_bonus >= 0, f"count_bonus must be 0 (off) or positive, got {self.count_bonus}")
-        require(
-            1 <= self.count_bonus_bits <= MAX_BITS,
-            f"count_bonus_bits must lie in 1..{MAX_BITS}, got {self.count_bonus_bits}",
-        )
+        require_bonus_settings("count_bonus", self.count_bonus, "count_bonus_bits", self.count_bonus_bits)
+
+
+def require_bonus_settings(bonus_key: str, bonus: float, bits_key: str, bits: int) -> None:
+    """A bonus scale is 0 (off) or positive and its SimHash has 1 to ``MAX_BITS`` bits (ConfigError naming the key)."""
+    require(bonus >= 0, f"{bonus_key} must be 0 (off) or positive, got {bonus}")
+    require(1 <= bits <= MAX_BITS, f"{bits_key} must lie in 1..{MAX_BITS}, got {bits}")
 
 
 def flatten_batch(space: gym.Space, observations: Any, num_envs: int) -> np.ndarray:
@@ -67,6 +77,26 @@ def flatten_batch(space: gym.Space, observations: Any, num_envs: int) -> np.ndar
                       f"not {space}; set count_bonus: 0")
 
 
+class SimHash:
+    """Buckets of observations: ``sign(A [g(s); 1])`` as a ``bits``-bit integer, ``A`` fixed by ``PROJECTION_SEED``.
+
+    Fixed, so counts saved with a checkpoint, or kept by a Ray worker, hash the same observations alike.
+    """
+
+    def __init__(self, space: gym.Space, bits: int) -> None:
+        self.space = space
+        size = flatten_batch(space, batch_space(space, 1).sample(), 1).shape[1]
+        generator = np.random.default_rng(PROJECTION_SEED)
+        self.projection = generator.standard_normal((size + 1, bits)).astype(np.float32)  # the last row: the constant
+        self.powers = (1 << np.arange(bits, dtype=np.int64))
+
+    def buckets(self, observations: Any, num_envs: int) -> np.ndarray:
+        """The bucket of each of ``num_envs`` copies' observations, ``[num_envs]`` int64."""
+        flat = flatten_batch(self.space, observations, num_envs)
+        signs = flat @ self.projection[:-1] + self.projection[-1] > 0
+        return signs.astype(np.int64) @ self.powers
+
+
 class CountBonus(gym.vector.VectorWrapper):
     """Adds ``scale / sqrt(n)`` to each step's reward, ``n`` the count of the reached observation's SimHash bucket.
 
@@ -78,19 +108,13 @@ class CountBonus(gym.vector.VectorWrapper):
         super().__init__(env)
         require_next_step_autoreset(env, "count_bonus")
         self.scale = scale
-        space = env.single_observation_space
-        size = flatten_batch(space, batch_space(space, 1).sample(), 1).shape[1]
-        generator = np.random.default_rng(PROJECTION_SEED)
-        self.projection = generator.standard_normal((size + 1, bits)).astype(np.float32)  # the last row: the constant
-        self.powers = (1 << np.arange(bits, dtype=np.int64))
+        self.hash = SimHash(env.single_observation_space, bits)
         self.counts = np.zeros(1 << bits, dtype=np.int64)
         self.autoresetting = np.zeros(self.num_envs, dtype=bool)
 
     def buckets(self, observations: Any) -> np.ndarray:
         """The SimHash bucket of each copy's observation, ``[num_envs]`` int64."""
-        flat = flatten_batch(self.env.single_observation_space, observations, self.num_envs)
-        signs = flat @ self.projection[:-1] + self.projection[-1] > 0
-        return signs.astype(np.int64) @ self.powers
+        return self.hash.buckets(observations, self.num_envs)
 
     def reset(self, *, seed: Any = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
         """Reset the copies (those of ``options["reset_mask"]`` only, where given); none of them is autoresetting."""
@@ -110,3 +134,47 @@ class CountBonus(gym.vector.VectorWrapper):
         bonus = np.where(transitions, self.scale / np.sqrt(np.maximum(self.counts[buckets], 1)), 0.0)
         self.autoresetting = np.logical_or(terminated, truncated)
         return observations, np.asarray(rewards, dtype=np.float64) + bonus, terminated, truncated, infos
+
+
+class EpisodeVisits:
+    """The distinct SimHash buckets each of a batch of episodes reached, kept sparse: ``(copy, bucket)`` pairs.
+
+    For Evolino's novelty bonus. Pairs are deduplicated as they pile up, so a 100,000-step episode holds one entry
+    per distinct bucket it reached, not one per step.
+    """
+
+    def __init__(self, space: gym.Space, bits: int, num_copies: int) -> None:
+        self.hash = SimHash(space, bits)
+        self.bits = bits
+        self.num_copies = num_copies
+        self.keys = np.empty(0, dtype=np.int64)  # copy << bits | bucket, unique
+        self.pending: list[np.ndarray] = []
+        self.pending_size = 0
+
+    def add(self, observations: Any, copies: np.ndarray) -> None:
+        """Record the observation of every copy where ``copies [num_copies]`` (bool) is True."""
+        buckets = self.hash.buckets(observations, self.num_copies)
+        keys = (np.flatnonzero(copies).astype(np.int64) << self.bits) | buckets[copies]
+        self.pending.append(keys)
+        self.pending_size += len(keys)
+        if self.pending_size > 64 * self.num_copies:
+            self._deduplicate()
+
+    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(copies, buckets)``: one entry for each distinct bucket each copy reached."""
+        self._deduplicate()
+        return self.keys >> self.bits, self.keys & ((1 << self.bits) - 1)
+
+    def _deduplicate(self) -> None:
+        self.keys = np.unique(np.concatenate([self.keys, *self.pending]))
+        self.pending, self.pending_size = [], 0
+
+
+def population_novelty(episodes: np.ndarray, buckets: np.ndarray, num_episodes: int) -> np.ndarray:
+    """Each episode's novelty among a batch of episodes: the sum over the distinct buckets it reached of
+    ``1 / sqrt(n)``, ``n`` the number of the batch's episodes that reached that bucket (it included).
+
+    ``episodes`` and ``buckets`` are :meth:`EpisodeVisits.pairs` over the batch; returns ``[num_episodes]``.
+    """
+    _, bucket_index, reached_by = np.unique(buckets, return_inverse=True, return_counts=True)
+    return np.bincount(episodes, weights=1.0 / np.sqrt(reached_by[bucket_index]), minlength=num_episodes)

@@ -10,13 +10,16 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from test_exploration import run_in_fresh_python
 
 import envs  # noqa: F401
 from agents.evolino import EvolinoConfig, PopulationEvaluator, RecurrentEvolino
+from envs.ni_tmaze import EAST, WEST
 from rl_lstm.config import build_config
 from rl_lstm.cores import PeepholeLSTMCell
 from rl_lstm.errors import CheckpointError, ConfigError, EnvStepError
 from rl_lstm.esp import EnforcedSubpopulations, LSTMLayout, PopulationLSTM
+from rl_lstm.exploration import SimHash, population_novelty
 
 SMALL = dict(env_kwargs={"length": 4}, subpopulation_size=8, trials_per_chromosome=2, episodes_per_network=4,
              num_envs=16)
@@ -203,6 +206,8 @@ def test_box_actions_and_continuous_observations_work() -> None:
         ({"init": "chrono"}, "init: chrono needs t_max"),
         ({"init": "chrono", "t_max": 100, "forget_bias": 3.0}, "both init: chrono and forget_bias=3.0"),
         ({"t_max": 100}, "t_max=100 is set without init: chrono"),
+        ({"novelty_bonus": -1.0}, r"novelty_bonus must be 0 \(off\) or positive"),
+        ({"novelty_bits": 0}, r"novelty_bits must lie in 1..24"),
     ],
 )
 def test_bad_settings_are_config_errors_naming_the_key(values: dict, message: str) -> None:
@@ -273,23 +278,28 @@ def test_ray_backend_equals_the_local_one_even_when_a_worker_dies() -> None:
 @pytest.mark.slow
 def test_ray_evolino_through_a_curriculum_equals_the_local_one() -> None:
     """The first stage (length 2) ends at its first evaluation; the Ray actors are rebuilt on the task's env."""
-    ray = pytest.importorskip("ray")
     curriculum = {"stages": {"length": [2]}, "until": "return>=-1e9", "eval_every": 1, "eval_episodes": 2}
-    local = RecurrentEvolino("rl_lstm/TMaze-v0", seed=4, curriculum=curriculum, **SMALL)
+    local, remote = _three_generations_in_process_and_on_ray("rl_lstm/TMaze-v0", seed=4, curriculum=curriculum)
+    assert local.curriculum.finished and remote.curriculum.finished
+
+
+def _three_generations_in_process_and_on_ray(env_id: str, seed: int, **settings) -> tuple[RecurrentEvolino, ...]:
+    """The same run in-process and on 2 Ray workers, three generations each; their subpopulations must be equal."""
+    ray = pytest.importorskip("ray")
+    local = RecurrentEvolino(env_id, seed=seed, **settings, **SMALL)
     for _ in range(3):
         local.learn(1, progress_bar=False)
-    remote = RecurrentEvolino("rl_lstm/TMaze-v0", seed=4, backend="ray", ray_workers=2, curriculum=curriculum,
-                              **SMALL)
+    remote = RecurrentEvolino(env_id, seed=seed, backend="ray", ray_workers=2, **settings, **SMALL)
     try:
         for _ in range(3):
             remote.learn(1, progress_bar=False)
     finally:
         remote.close()
         ray.shutdown()
-    assert local.curriculum.finished and remote.curriculum.finished
     assert remote.num_timesteps == local.num_timesteps
     for a, b in zip(local.esp.subpopulations, remote.esp.subpopulations):
         assert np.array_equal(a, b)
+    return local, remote
 
 
 def test_non_finite_fitness_stops_before_the_subpopulations_change() -> None:
@@ -337,3 +347,99 @@ def test_chrono_init_spreads_the_initial_forget_gates_and_mirrors_them_in_the_in
     # Time scales e^b spread uniformly up to t_max: most biases are near log(t_max), some near 0.
     biases = np.concatenate(biases)
     assert np.median(biases) > np.log(10_000) - 1.5 and biases.min() < np.log(10_000) - 2
+
+
+# ---- novelty and re-evaluation (deceptive and noisy tasks) ----------------------------------------------------------
+def _constant_action_networks(layout: LSTMLayout, actions: list[int]) -> list[np.ndarray]:
+    """One network per entry of ``actions``: zero cell weights, the output unit of its action biased to 5."""
+    cells = [np.zeros((len(actions), layout.cell_size)) for _ in range(layout.num_cells)]
+    outputs = [np.zeros((len(actions), layout.output_size)) for _ in range(layout.num_outputs)]
+    for network, action in enumerate(actions):
+        outputs[action][network, -1] = 5.0
+    return cells + outputs
+
+
+@pytest.mark.parametrize("copies", [4, 3])  # 3 copies: two rounds, the second padded
+def test_the_evaluator_records_the_distinct_buckets_each_episode_reached(copies: int) -> None:
+    """Ni et al.'s active maze (L = 3): walking east reaches the corridor and the junction; walking west reaches
+    the corridor and the cue (its goal's side); each bucket once per episode however often it was reached."""
+    layout = LSTMLayout(input_size=2, num_cells=1, num_outputs=4)
+    env = gym.make_vec("rl_lstm/NiActiveTMaze-v0", num_envs=copies, length=3)
+    evaluator = PopulationEvaluator(env, layout, 1_000, "rl_lstm/NiActiveTMaze-v0", novelty_bits=8)
+    results = evaluator.evaluate(_constant_action_networks(layout, [EAST, WEST, EAST, WEST]), np.array([0, 0, 1, 2]))
+    bucket = {obs: int(SimHash(env.single_observation_space, 8).buckets(np.array([obs], np.float32), 1)[0])
+              for obs in [(0, 0), (1, 0), (0, 1), (0, -1)]}
+    reached = [set(results.visited_buckets[results.visited_jobs == job].tolist()) for job in range(4)]
+    assert len(results.visited_jobs) == 8  # two buckets per episode, nothing from the padding
+    assert reached[0] == reached[2] == {bucket[0, 0], bucket[1, 0]}
+    for job in (1, 3):
+        assert reached[job] in ({bucket[0, 0], bucket[0, 1]}, {bucket[0, 0], bucket[0, -1]})
+
+
+def test_a_networks_fitness_is_its_return_plus_the_novelty_bonus_times_its_episodes_novelty() -> None:
+    """What ESP is told: the mean return plus novelty_bonus x the mean of population_novelty over its episodes; the
+    logged returns stay the env's own."""
+    agent = RecurrentEvolino("rl_lstm/NiActiveTMaze-v0", seed=0, novelty_bonus=2.0, novelty_bits=8, **SMALL)
+    seen = {}
+    evaluate, tell = agent.evaluator.evaluate, agent.esp.tell
+    agent.evaluator.evaluate = lambda *args: seen.setdefault("results", evaluate(*args))
+    agent.esp.tell = lambda members, fitness: tell(members, seen.setdefault("fitness", fitness))
+    agent.learn(1, progress_bar=False)
+    results, episodes = seen["results"], SMALL["episodes_per_network"]
+    novelty = population_novelty(results.visited_jobs, results.visited_buckets, len(results.returns))
+    expected = (results.returns + 2.0 * novelty).reshape(-1, episodes).mean(axis=1)
+    np.testing.assert_allclose(seen["fitness"], expected)
+    assert novelty.min() > 0 and seen["fitness"].max() > results.returns.reshape(-1, episodes).mean(axis=1).max()
+
+
+def test_a_rescored_best_network_is_replaced_by_one_that_matches_its_new_score() -> None:
+    """A network that drew lucky episodes (1.0) is the best; re-scored at 0.5 on the next generation's episodes, a
+    network scoring 0.5 there replaces it and no stagnation is counted. Without the rescore nothing replaces it."""
+    for rescore in (True, False):
+        esp = _esp(burst_after=5)
+        members = esp.sample_networks(trials=1)
+        esp.tell(members, np.where(np.arange(len(members)) == 0, 1.0, 0.5))
+        lucky = [c.copy() for c in esp.best_network]
+        if rescore:
+            esp.rescore_best(0.5)
+        esp.tell(esp.sample_networks(trials=1), np.full(len(members), 0.5))
+        replaced = any(not np.array_equal(a, b) for a, b in zip(lucky, esp.best_network))
+        assert replaced == rescore and esp.stagnant_generations == (0 if rescore else 1)
+
+
+def test_reevaluate_best_plays_the_best_network_again_as_one_more_network() -> None:
+    agent = RecurrentEvolino("rl_lstm/NiActiveTMaze-v0", seed=1, reevaluate_best=True, **SMALL)
+    evaluated = []
+    evaluate = agent.evaluator.evaluate
+    agent.evaluator.evaluate = lambda chromosomes, seeds: evaluated.append(chromosomes) or evaluate(chromosomes, seeds)
+    agent.learn(1, progress_bar=False)
+    best = [c.copy() for c in agent.esp.best_network]
+    agent.learn(agent.num_timesteps + 1, progress_bar=False)
+    networks = SMALL["subpopulation_size"] * SMALL["trials_per_chromosome"]
+    episodes = SMALL["episodes_per_network"]
+    assert [len(c[0]) for c in evaluated] == [networks * episodes, (networks + 1) * episodes]
+    for unit, chromosome in enumerate(best):  # the last network's episodes are the best network's
+        assert np.array_equal(evaluated[1][unit][-episodes:], np.repeat(chromosome[None], episodes, axis=0))
+
+
+def test_novelty_and_reevaluation_on_a_users_env_in_a_fresh_process() -> None:
+    """CartPole-v1 through the command line: fitness includes the bonus, the logged returns are CartPole's own."""
+    code = (
+        "from agents.evolino import RecurrentEvolino\n"
+        "agent = RecurrentEvolino('CartPole-v1', seed=0, novelty_bonus=0.5, novelty_bits=12, reevaluate_best=True,"
+        " subpopulation_size=8, trials_per_chromosome=2, episodes_per_network=2, num_envs=16)\n"
+        "agent._iterate(None, 0.0)\n"
+        "scalars = agent._iterate(None, 0.0)  # the second generation re-evaluates the first's best network\n"
+        "print(scalars['evolution/fitness_best'], scalars['evolution/return_best'], scalars['evolution/novelty_mean'],"
+        " scalars['rollout/ep_rew_mean'], scalars['rollout/ep_len_mean'])\n"
+    )
+    fitness_best, return_best, novelty, mean_return, mean_length = map(float, run_in_fresh_python(code).split())
+    assert fitness_best > return_best > 0 and novelty > 0
+    assert mean_return == mean_length  # CartPole pays 1 per step: no bonus in the returns
+
+
+@pytest.mark.slow
+def test_ray_evolino_with_novelty_and_reevaluation_equals_the_local_one() -> None:
+    """Each worker returns its shard's visits numbered from 0; merged, they must count like the local run's."""
+    _three_generations_in_process_and_on_ray("rl_lstm/NiActiveTMaze-v0", seed=2, novelty_bonus=1.0, novelty_bits=8,
+                                             reevaluate_best=True)

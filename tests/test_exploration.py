@@ -18,11 +18,18 @@ from agents.ppo import RecurrentPPO
 from envs.ni_tmaze import EAST, UP, WEST
 from rl_lstm.errors import ConfigError
 from rl_lstm.evaluation import evaluate_agent
-from rl_lstm.exploration import CountBonus, flatten_batch
+from rl_lstm.exploration import CountBonus, EpisodeVisits, SimHash, flatten_batch, population_novelty
 from rl_lstm.vec_env import find_wrapper, make_vector_env, normalization_state
 
 ROOT = Path(__file__).resolve().parents[1]
 NI_ACTIVE = "rl_lstm/NiActiveTMaze-v0"
+
+
+def run_in_fresh_python(code: str) -> str:
+    """``code`` run by a new interpreter in the checkout (nothing imported before it); its stdout."""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
 
 
 def test_the_bonus_falls_as_one_over_the_square_root_of_the_visits() -> None:
@@ -113,7 +120,7 @@ def test_bad_values_are_refused_naming_the_key(key: str, value: float, message: 
 
 
 def test_evolino_has_no_count_bonus() -> None:
-    """Evolino's fitness is the env's own return: the key is refused, naming the closest it has."""
+    """Evolino's bonus is novelty_bonus (per generation, in the fitness): count_bonus is refused."""
     with pytest.raises(ConfigError, match="count_bonus"):
         agent_class("evolino")(NI_ACTIVE, count_bonus=1.0)
 
@@ -135,9 +142,7 @@ def test_a_users_env_registered_in_a_fresh_process_trains_with_the_bonus() -> No
         "counts = find_wrapper(agent.env, CountBonus).counts\n"
         "print(len(counts), int(counts.sum()))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    table, counted = map(int, result.stdout.split())
+    table, counted = map(int, run_in_fresh_python(code).split())
     assert table == 256 and 0 < counted <= 320
 
 
@@ -166,3 +171,32 @@ def test_the_first_step_after_a_full_reset_counts_each_copys_own_observation() -
     _, rewards, *_ = env.step(np.array([WEST, EAST]))  # the cue and the corridor: two buckets, each seen once
     np.testing.assert_allclose(rewards, [2.0, 2.0])
     assert find_wrapper(env, CountBonus).counts.sum() == 2
+
+
+# ---- Evolino's novelty: distinct buckets per episode, counted over a batch of episodes -----------------------------
+def test_population_novelty_sums_one_over_the_root_of_the_episodes_reaching_each_bucket() -> None:
+    """Episode 0 reached buckets 1 and 2, episode 1 bucket 1, episode 2 buckets 1 and 3, episode 3 nothing: bucket 1
+    was reached by 3 episodes, buckets 2 and 3 by one each."""
+    episodes, buckets = np.array([0, 0, 1, 2, 2]), np.array([1, 2, 1, 1, 3])
+    novelty = population_novelty(episodes, buckets, 4)
+    np.testing.assert_allclose(novelty, [1 / np.sqrt(3) + 1, 1 / np.sqrt(3), 1 / np.sqrt(3) + 1, 0.0])
+
+
+def test_episode_visits_keep_each_copys_distinct_buckets_through_many_steps() -> None:
+    """Three copies over 300 steps (past the deduplication threshold), copy 2 idle every other step: the pairs are
+    each copy's set of buckets, each bucket once."""
+    space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    visits, simhash = EpisodeVisits(space, 6, 3), SimHash(space, 6)
+    rng = np.random.default_rng(0)
+    expected: list[set[int]] = [set(), set(), set()]
+    for step in range(300):
+        observations = rng.uniform(-1, 1, (3, 2)).astype(np.float32)
+        copies = np.array([True, True, step % 2 == 0])
+        visits.add(observations, copies)
+        for copy, bucket in enumerate(simhash.buckets(observations, 3)):
+            if copies[copy]:
+                expected[copy].add(int(bucket))
+    copies, buckets = visits.pairs()
+    assert len(copies) == sum(len(reached) for reached in expected)
+    for copy in range(3):
+        assert set(buckets[copies == copy].tolist()) == expected[copy]
