@@ -82,6 +82,14 @@ def speed_section(args: argparse.Namespace) -> list[str]:
         batched.evaluate(jobs, seeds)
     batched_rate = args.population * args.repeats / (time.perf_counter() - start)
 
+    # The same, recording the SimHash buckets each episode reaches for novelty_bonus (EpisodeVisits, every step).
+    with_novelty = PopulationEvaluator(env, layout, 100_000, SPEED_ENV, novelty_bits=EvolinoConfig().novelty_bits)
+    with_novelty.evaluate(jobs, seeds)  # warm-up
+    start = time.perf_counter()
+    for _ in range(args.repeats):
+        with_novelty.evaluate(jobs, seeds)
+    novelty_rate = args.population * args.repeats / (time.perf_counter() - start)
+
     # The same evaluator, one network at a time (its episodes as the copies of a small vector env): what batching
     # across networks alone gains.
     per_network = PopulationEvaluator(gym.make_vec(SPEED_ENV, num_envs=episodes, **env_kwargs), layout, 100_000,
@@ -105,9 +113,12 @@ def speed_section(args: argparse.Namespace) -> list[str]:
         f"{per_network_rate:,.1f} | {per_network_rate / single_rate:,.1f}x |",
         f"| batched: all networks in one forward pass per step, one native vector env of "
         f"{args.population * episodes} copies | {batched_rate:,.1f} | **{batched_rate / single_rate:,.1f}x** |",
+        f"| batched, recording each episode's observation buckets for `novelty_bonus` | {novelty_rate:,.1f} | "
+        f"{novelty_rate / single_rate:,.1f}x |",
         "",
         f"Batching across networks alone (whole population against one network at a time, same evaluator): "
-        f"**{batched_rate / per_network_rate:,.1f}x**.",
+        f"**{batched_rate / per_network_rate:,.1f}x**. Recording the novelty's buckets: "
+        f"**{novelty_rate / batched_rate:.2f}x** the batched evaluator's rate.",
     ]
     ray_rates = {}
     if not args.no_ray:

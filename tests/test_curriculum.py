@@ -257,6 +257,21 @@ def test_evolino_presets_train_long_corridors_through_shorter_ones() -> None:
                       100_000: ({"length": 100}, {"length": 1000}, {"length": 10_000})}
 
 
+
+def test_evolinos_ni_active_preset_seeks_novelty_and_rescores_its_best_network_through_stages() -> None:
+    """Ni et al.'s active maze: novelty_bonus 10 and reevaluate_best at every length, stages 10, 100 and 1,000 below
+    L."""
+    stages = {}
+    for length in (10, 100, 1000, 10_000):
+        settings = preset("evolino", "rl_lstm/NiActiveTMaze-v0", {"length": length})
+        assert (settings["novelty_bonus"], settings["reevaluate_best"]) == (10.0, True)
+        stages[length] = Curriculum.from_config(settings["curriculum"], {"length": length}).stages
+    assert stages == {10: (), 100: ({"length": 10},), 1000: ({"length": 10}, {"length": 100}),
+                      10_000: ({"length": 10}, {"length": 100}, {"length": 1000})}
+    agent = agent_class("evolino")("rl_lstm/NiActiveTMaze-v0", env_kwargs={"length": 1000},
+                                   **preset("evolino", "rl_lstm/NiActiveTMaze-v0", {"length": 1000}))
+    assert agent.config.novelty_bonus == 10.0 and agent.evaluator.novelty_bits == 16 and _stage_length(agent) == 10
+
 # Trains PPO on CartPole-v1 with a curriculum over gym.make's max_episode_steps, in a process that imported nothing
 # of ours before: the first stage cuts episodes at 20 steps, the task does not; then restarts a stage it cannot pass.
 CARTPOLE = """
