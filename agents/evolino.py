@@ -12,7 +12,9 @@ teacher there are no targets to regress on, so this trainer is our extension, af
   within the best quarter, Cauchy mutation, burst mutation on stagnation (``rl_lstm/esp.py``).
 - Ours: the output layer is evolved too, one subpopulation per output unit (an action's logit, or a Box
   action's mean), instead of the pseudo-inverse; a network's fitness is its mean return over
-  ``episodes_per_network`` episodes; it acts greedily (argmax of the logits, or the clipped mean).
+  ``episodes_per_network`` episodes; it acts greedily (argmax of the logits, or the clipped mean). Options for
+  deceptive and noisy tasks: ``novelty_bonus`` adds the novelty of the observations a network's episodes reached
+  to its fitness (``rl_lstm/exploration.py``), ``reevaluate_best`` re-scores the best network every generation.
 
 Read top to bottom: the hyperparameters; ``PopulationEvaluator`` plays one episode for each (network, episode)
 job, all jobs of a round in one vector env and one batched forward pass per step; ``RayEvaluator`` shards the
@@ -102,6 +104,11 @@ class EvolinoConfig(EnvConfig, RayConfig):
         )
 
     @property
+    def novelty_hash_bits(self) -> int | None:
+        """The SimHash bits the evaluator records each episode's observations with; None with the novelty off."""
+        return self.novelty_bits if self.novelty_bonus > 0 else None
+
+    @property
     def networks_per_generation(self) -> int:
         """Networks assembled and evaluated per generation."""
         return self.subpopulation_size * self.trials_per_chromosome
@@ -148,7 +155,7 @@ def evaluator_spec(env_id: str, config: EvolinoConfig, layout: LSTMLayout) -> di
         "prev_action_reward": config.prev_action_reward,
         "layout": dataclasses.asdict(layout),
         "max_episode_steps": config.max_episode_steps,
-        "novelty_bits": config.novelty_bits if config.novelty_bonus > 0 else None,
+        "novelty_bits": config.novelty_hash_bits,
     }
 
 
@@ -357,9 +364,8 @@ class RecurrentEvolino(RecurrentAgent):
             self.evaluator: PopulationEvaluator | RayEvaluator = RayEvaluator(spec, config.ray_workers,
                                                                               config.ray_address)
         else:
-            novelty_bits = config.novelty_bits if config.novelty_bonus > 0 else None
             self.evaluator = PopulationEvaluator(self.env, self.layout, config.max_episode_steps, self.env_id,
-                                                 novelty_bits)
+                                                 config.novelty_hash_bits)
 
     # ---- one generation: assemble -> evaluate -> credit and breed -> keep the best --------------------------------
     def _iterate(self, statistics: EpisodeStatistics, progress: float) -> dict[str, float]:
