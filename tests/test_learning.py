@@ -150,14 +150,15 @@ def test_evolino_solves_the_tmaze_of_length_10(learning_seed: int) -> None:
 
 
 def test_evolino_with_novelty_solves_ni_et_als_active_tmaze_of_length_10(learning_seed: int) -> None:
-    """Budget 17M env steps; seeds 0-4 solved at 661,648, 2,279,264, 598,624, 11,197,160 and 1,312,896: 1.52x the
-    slowest (seed 3: 1,066 generations, 60 s; seed 0: 63 generations, 4 s).
+    """Budget 25M env steps; seeds 0-4 solved at 661,648, 2,279,264, 598,624, 11,197,160 and 1,312,896: 2.23x the
+    slowest (seed 3: 1,066 generations, 60 s; seed 0: 63 generations, 4 s). The seeds spread over 20x, so the
+    budget keeps more than the 1.5x room: another CPU's rounding sends a seed down another evolution.
 
     The preset's ``novelty_bonus`` and ``reevaluate_best``; without them no seed solved it in 1,800 s. Measured with
     ``python scripts/benchmark.py evolino --seeds 5 --tasks "rl_lstm/NiActiveTMaze-v0:length=10@success>=0.95"
     --max-timesteps 30000000 --max-seconds 100000 --no-write``.
     """
-    _solve("evolino", NI_ACTIVE_TMAZE_10, learning_seed, budget=17_000_000, eval_every=1)
+    _solve("evolino", NI_ACTIVE_TMAZE_10, learning_seed, budget=25_000_000, eval_every=1)
 
 
 def _pixel_tmaze_run(core: str, seed: int, budget: int) -> EvaluateUntilSolved:
