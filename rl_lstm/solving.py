@@ -103,16 +103,17 @@ class EvaluateUntilSolved:
 
 def train_until_solved(agent_name: str, task: Task, seed: int, eval_every: int, eval_episodes: int = 100,
                        max_seconds: float = float("inf"), max_timesteps: int = 1_000_000, use_preset: bool = True,
-                       run_dir: Path | None = None, **overrides: Any) -> tuple[RecurrentAgent, EvaluateUntilSolved]:
+                       run_dir: Path | None = None, device: str = "cpu", **overrides: Any
+                       ) -> tuple[RecurrentAgent, EvaluateUntilSolved]:
     """An agent trained on ``task`` until an evaluation meets its threshold or the budget ends (its env closed).
 
     The hyperparameters are the shipped preset for the task (or, with ``use_preset=False``, the agent's defaults
-    alone, as a user's own env gets them), then ``overrides``. With ``run_dir``, the run is a run folder
+    alone, as a user's own env gets them), then ``overrides``, on ``device``. With ``run_dir``, the run is a run folder
     (config.yaml and TensorBoard events with the evaluations), which ``rl-lstm plot`` and ``compare`` read.
     """
     hyperparameters = {**(preset(agent_name, task.env_id, task.env_kwargs) if use_preset else {}), **overrides}
     env_kwargs = {**hyperparameters.pop("env_kwargs", {}), **task.env_kwargs}
-    agent = agent_class(agent_name)(task.env_id, seed=seed, device="cpu",
+    agent = agent_class(agent_name)(task.env_id, seed=seed, device=device,
                                     tensorboard_log=None if run_dir is None else str(run_dir),
                                     env_kwargs=env_kwargs, **hyperparameters)
     if run_dir is not None:
