@@ -143,11 +143,16 @@ def test_the_evolved_policy_saves_loads_and_predicts_like_any_agent(tmp_path: Pa
     assert np.array_equal(best.outputs(h)[0].argmax(-1).numpy(), actions)
 
 
-def test_resuming_from_a_checkpoint_gives_the_uninterrupted_run(tmp_path: Path) -> None:
-    straight = RecurrentEvolino("rl_lstm/TMaze-v0", seed=2, **SMALL)
+@pytest.mark.parametrize(("env_id", "options"), [
+    ("rl_lstm/TMaze-v0", {}),
+    ("rl_lstm/NiActiveTMaze-v0", {"novelty_bonus": 1.0, "novelty_bits": 8, "reevaluate_best": True}),
+])
+def test_resuming_from_a_checkpoint_gives_the_uninterrupted_run(tmp_path: Path, env_id: str, options: dict) -> None:
+    """Also with the novelty and the re-scored best network: both follow from the saved ESP state alone."""
+    straight = RecurrentEvolino(env_id, seed=2, **options, **SMALL)
     for _ in range(4):
         straight.learn(1, progress_bar=False)
-    first = RecurrentEvolino("rl_lstm/TMaze-v0", seed=2, **SMALL)
+    first = RecurrentEvolino(env_id, seed=2, **options, **SMALL)
     for _ in range(2):
         first.learn(1, progress_bar=False)
     first.save(tmp_path / "latest.pt")
