@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 import torch
-from benchmark_ppo import _positive_int
+from benchmark_ppo import _positive_int, learn_steps_per_second
 
 from agents.ppo import RecurrentPPO
 from rl_lstm.config import preset
@@ -42,18 +42,10 @@ def available_devices() -> list[str]:
 
 
 def training_steps_per_second(device: str, num_envs: int, iterations: int) -> float:
-    """Env steps per second of ``learn`` over ``iterations`` PPO iterations, after one to warm up."""
+    """Env steps per second of ``learn`` on ``device`` at ``num_envs`` copies, after one warm-up iteration."""
     agent = RecurrentPPO(TASK.env_id, seed=0, device=device, env_kwargs=TASK.env_kwargs, **settings(num_envs))
-    rollout = HYPERPARAMS["n_steps"] * num_envs
     try:
-        agent.learn(rollout, progress_bar=False)  # warm-up: first allocations, CUDA context and kernels
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        agent.learn(iterations * rollout, progress_bar=False)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        return iterations * rollout / (time.perf_counter() - start)
+        return learn_steps_per_second(agent, iterations)
     finally:
         agent.close()
 

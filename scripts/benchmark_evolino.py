@@ -75,20 +75,19 @@ def speed_section(args: argparse.Namespace) -> list[str]:
     seeds = np.tile(np.arange(episodes), args.population)
 
     env = gym.make_vec(SPEED_ENV, num_envs=args.population * episodes, **env_kwargs)
-    batched = PopulationEvaluator(env, layout, 100_000, SPEED_ENV)
-    batched.evaluate(jobs, seeds)  # warm-up
-    start = time.perf_counter()
-    for _ in range(args.repeats):
-        batched.evaluate(jobs, seeds)
-    batched_rate = args.population * args.repeats / (time.perf_counter() - start)
 
+    def population_rate(novelty_bits: int | None) -> float:
+        """Network evaluations per second of the whole population in one evaluator, after a warm-up evaluation."""
+        evaluator = PopulationEvaluator(env, layout, 100_000, SPEED_ENV, novelty_bits)
+        evaluator.evaluate(jobs, seeds)
+        start = time.perf_counter()
+        for _ in range(args.repeats):
+            evaluator.evaluate(jobs, seeds)
+        return args.population * args.repeats / (time.perf_counter() - start)
+
+    batched_rate = population_rate(None)
     # The same, recording the SimHash buckets each episode reaches for novelty_bonus (EpisodeVisits, every step).
-    with_novelty = PopulationEvaluator(env, layout, 100_000, SPEED_ENV, novelty_bits=EvolinoConfig().novelty_bits)
-    with_novelty.evaluate(jobs, seeds)  # warm-up
-    start = time.perf_counter()
-    for _ in range(args.repeats):
-        with_novelty.evaluate(jobs, seeds)
-    novelty_rate = args.population * args.repeats / (time.perf_counter() - start)
+    novelty_rate = population_rate(EvolinoConfig().novelty_bits)
 
     # The same evaluator, one network at a time (its episodes as the copies of a small vector env): what batching
     # across networks alone gains.

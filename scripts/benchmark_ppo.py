@@ -658,6 +658,21 @@ def benchmark_solve(args: argparse.Namespace) -> str:
     return f"## {args.title}{title_suffix}: env steps and seconds to solve each task\n\n" + "\n".join(lines)
 
 
+def learn_steps_per_second(agent: RecurrentPPO, iterations: int) -> float:
+    """Env steps per second of ``agent.learn`` over ``iterations`` PPO iterations, after one to warm up (first
+    allocations, Ray actors, the CUDA context and kernels); CUDA's queued work is waited for at both ends."""
+    rollout = agent.config.n_steps * agent.config.num_envs
+    cuda = agent.device.type == "cuda"
+    agent.learn(rollout, progress_bar=False)
+    if cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    agent.learn(iterations * rollout, progress_bar=False)
+    if cuda:
+        torch.cuda.synchronize()
+    return iterations * rollout / (time.perf_counter() - start)
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:

@@ -20,7 +20,7 @@ from typing import Any
 import gymnasium as gym
 import slow_env
 import torch
-from benchmark_ppo import _positive_int
+from benchmark_ppo import _positive_int, learn_steps_per_second
 
 from agents.ppo import RecurrentPPO
 from rl_lstm.ray_workers import start_local_cluster
@@ -46,12 +46,8 @@ def seconds_per_step(env_id: str, steps: int = 1000) -> float:
 def training_steps_per_second(env_id: str, iterations: int, **settings: Any) -> float:
     """Env steps per second of ``learn`` over ``iterations`` PPO iterations, after one to warm up (actors built)."""
     agent = RecurrentPPO(env_id, seed=0, **HYPERPARAMS, **settings)
-    rollout = HYPERPARAMS["n_steps"] * HYPERPARAMS["num_envs"]
     try:
-        agent.learn(rollout, progress_bar=False)
-        start = time.perf_counter()
-        agent.learn(iterations * rollout, progress_bar=False)
-        return iterations * rollout / (time.perf_counter() - start)
+        return learn_steps_per_second(agent, iterations)
     finally:
         agent.close()
 
