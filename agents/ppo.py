@@ -150,10 +150,10 @@ class RolloutCollector(Collector):
                 # The step after an episode ends is gymnasium's autoreset step: no transition, masked from the loss.
                 buffer.add(
                     rollout["observations"],
-                    actions.cpu().numpy(),
+                    actions,
                     masks,
-                    log_probs.cpu().numpy(),
-                    values.cpu().numpy(),
+                    log_probs,
+                    values,
                     rollout["episode_starts"],
                     ~rollout["autoresetting"],
                     state_before,

@@ -145,13 +145,13 @@ class EpisodeCollector(Collector):
         finished = np.zeros(num_envs, dtype=bool)
         steps: list[dict[str, Any]] = []
         infos_per_step: list[dict[str, Any]] = []
-        cell_magnitude = 0.0
+        cell_magnitude = torch.zeros((), device=self.policy.device)  # summed on the device, read once at the end
         self.policy.eval()
         with torch.no_grad():
             while not finished.all():
                 masks = action_masks(self.env, infos)
                 actions, _, _, state = self.act(observations, state, episode_starts, masks, noise_key, len(steps))
-                cell_magnitude += self.policy.memory(state).abs().mean().item()
+                cell_magnitude += self.policy.memory(state).abs().mean()
                 steps.append(
                     {
                         "observations": map_observation(np.copy, observations),
@@ -174,7 +174,8 @@ class EpisodeCollector(Collector):
             rewards=np.stack([step["rewards"] for step in steps]).astype(np.float32),
             valid=np.stack([step["valid"] for step in steps]),  # [T, B]
         )
-        return EpisodePart(batch, EpisodeRecords.from_infos(infos_per_step, num_envs), cell_magnitude / len(steps))
+        episodes = EpisodeRecords.from_infos(infos_per_step, num_envs)
+        return EpisodePart(batch, episodes, cell_magnitude.item() / len(steps))
 
     def episode_state(self) -> None:
         """No episodes are carried from one batch to the next: every batch starts from a reset."""

@@ -119,39 +119,48 @@ class RolloutBuffer:
         self.advantages = np.zeros((n_steps, n_envs), dtype=np.float32)
         self.returns = np.zeros((n_steps, n_envs), dtype=np.float32)
         self.chunk_states: list[State] = []
+        # What the policy computed at each step, kept where it computed it (the GPU, say) until the rollout's last
+        # step, then copied to the numpy arrays above at once: one host transfer per rollout, not three per step.
+        self._policy_outputs: dict[str, Tensor] | None = None
         self.step = 0
 
     def reset(self) -> None:
         """Start a new rollout."""
         self.observations = []
         self.chunk_states = []
+        # Fresh each rollout: on the CPU the last rollout's actions array is a view of its tensor.
+        self._policy_outputs = None
         self.step = 0
 
     def add(
         self,
         observations: Any,
-        actions: np.ndarray,
+        actions: Tensor,
         action_masks: np.ndarray | None,
-        log_probs: np.ndarray,
-        values: np.ndarray,
+        log_probs: Tensor,
+        values: Tensor,
         episode_starts: np.ndarray,
         valid: np.ndarray,
         state_before: State,
     ) -> None:
-        """Record one step of every env; ``state_before`` is the core state the step was taken from."""
+        """Record one step of every env; ``state_before`` is the core state the step was taken from. The policy's
+        ``actions``, ``log_probs`` and ``values`` stay on their device until the rollout's last outcome is added."""
         t = self.step
         if t % self.seq_len == 0:
             self.chunk_states.append(tuple(s.detach().clone() for s in state_before))
-        if self.actions is None:
-            self.actions = np.zeros((self.n_steps, *np.shape(actions)), dtype=np.asarray(actions).dtype)
+        outputs = {"actions": actions, "log_probs": log_probs, "values": values}
+        if self._policy_outputs is None:
+            self._policy_outputs = {
+                name: torch.empty((self.n_steps, *output.shape), dtype=output.dtype, device=output.device)
+                for name, output in outputs.items()
+            }
+        for name, output in outputs.items():
+            self._policy_outputs[name][t] = output
         if action_masks is not None and self.action_masks is None:
             self.action_masks = np.ones((self.n_steps, *action_masks.shape), dtype=bool)
         self.observations.append(map_observation(np.copy, observations))
-        self.actions[t] = actions
         if action_masks is not None:
             self.action_masks[t] = action_masks
-        self.log_probs[t] = log_probs
-        self.values[t] = values
         self.episode_starts[t] = episode_starts
         self.valid[t] = valid
         self.step += 1
@@ -162,6 +171,10 @@ class RolloutBuffer:
         self.rewards[t] = rewards
         self.terminated[t] = terminated
         self.truncated[t] = truncated
+        if self.full:
+            self.actions = self._policy_outputs["actions"].cpu().numpy()
+            self.log_probs[:] = self._policy_outputs["log_probs"].cpu().numpy()
+            self.values[:] = self._policy_outputs["values"].cpu().numpy()
 
     def fill_side_by_side(self, parts: list[RolloutBuffer]) -> None:
         """This buffer's rollout from full ones of fewer envs each, side by side (Ray workers' parts, in copy order)."""
