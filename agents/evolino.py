@@ -169,17 +169,19 @@ class PopulationEvaluator:
 
     Every job carries its own env seed, so its result does not depend on the round or the Ray shard it runs in.
     With ``novelty_bits``, it also records the distinct SimHash buckets of the observations each episode reached.
+    The networks run on ``device``; each step's observations go there and the actions come back, one copy each way.
     """
 
     def __init__(self, env: gym.vector.VectorEnv, layout: LSTMLayout, max_episode_steps: int, env_id: str,
-                 novelty_bits: int | None = None) -> None:
+                 novelty_bits: int | None = None, device: torch.device | str = "cpu") -> None:
         self.env = env
         self.env_id = env_id
         self.layout = layout
         self.max_episode_steps = max_episode_steps
         self.novelty_bits = novelty_bits
-        self.encoder = make_encoder(env.single_observation_space)
-        self.head = make_action_head(env.single_action_space, layout.num_cells, log_std_init=0.0)
+        self.device = torch.device(device)
+        self.encoder = make_encoder(env.single_observation_space).to(self.device)
+        self.head = make_action_head(env.single_action_space, layout.num_cells, log_std_init=0.0).to(self.device)
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> PopulationEvaluator:
@@ -216,7 +218,7 @@ class PopulationEvaluator:
         self, chromosomes: list[np.ndarray], seeds: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, EpisodeVisits | None]:
         """Copy ``i`` of the vector env (seeded ``seeds[i]``) plays network ``i`` for one episode."""
-        network = PopulationLSTM(self.layout, chromosomes)
+        network = PopulationLSTM(self.layout, chromosomes, device=self.device)
         copies = self.env.num_envs
         observations, infos = self._call_env("reset", 0, seed=[int(seed) for seed in seeds])
         state = network.initial_state(1)
@@ -229,12 +231,12 @@ class PopulationEvaluator:
         successes = np.full(copies, np.nan)
         with torch.no_grad():
             for step in range(self.max_episode_steps):
-                features = self.encoder(map_observation(torch.as_tensor, observations)).to(torch.float64)  # [copies, F]
+                features = self.encoder(map_observation(self._to_device, observations)).to(torch.float64)  # [copies, F]
                 h, state = network.step(features[:, None, :], state)
                 outputs = network.outputs(h)[:, 0].to(torch.float32)  # [copies, num_outputs]
                 masks = action_masks(self.env, infos)
-                distribution = self.head.distribution(outputs, None if masks is None else torch.as_tensor(masks))
-                actions = self.head.clip(distribution.mode()).numpy()
+                distribution = self.head.distribution(outputs, None if masks is None else self._to_device(masks))
+                actions = self.head.clip(distribution.mode()).cpu().numpy()
                 observations, rewards, terminated, truncated, infos = self._call_env("step", step, actions)
                 running = ~finished
                 returns += np.where(running, rewards, 0.0)
@@ -249,6 +251,10 @@ class PopulationEvaluator:
                     break
         return returns, lengths, successes, visits
 
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        """An env array as a tensor on the networks' device."""
+        return torch.as_tensor(array, device=self.device)
+
     def _call_env(self, call: str, step: int, *args: Any, **kwargs: Any) -> Any:
         """``env.reset``/``env.step``; an error names the env and the episode step it happened at."""
         return call_env(self.env, self.env_id, call, f"step {step} of an evaluation episode", *args, **kwargs)
@@ -257,7 +263,8 @@ class PopulationEvaluator:
 class RayEvaluator:
     """The jobs of a generation sharded over Ray actors, each a :class:`PopulationEvaluator` with its own env.
 
-    A worker that dies (node lost, process killed) is replaced by a new actor and its shard evaluated again.
+    A worker that dies (node lost, process killed) is replaced by a new actor and its shard evaluated again. The actors
+    evaluate on their own CPUs, whatever device the learner uses: a worker's node need not have a GPU.
     """
 
     def __init__(self, spec: dict[str, Any], num_workers: int, address: str | None) -> None:
@@ -365,7 +372,7 @@ class RecurrentEvolino(RecurrentAgent):
                                                                               config.ray_address)
         else:
             self.evaluator = PopulationEvaluator(self.env, self.layout, config.max_episode_steps, self.env_id,
-                                                 config.novelty_hash_bits)
+                                                 config.novelty_hash_bits, self.device)
 
     # ---- one generation: assemble -> evaluate -> credit and breed -> keep the best --------------------------------
     def _iterate(self, statistics: EpisodeStatistics, progress: float) -> dict[str, float]:

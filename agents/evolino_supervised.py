@@ -49,6 +49,7 @@ import torch
 from torch import Tensor
 
 from envs.sequences import SymbolSequence, TimeSeriesTask
+from rl_lstm.agent import resolve_device
 from rl_lstm.config import build_config, require
 from rl_lstm.errors import CheckpointError, ConfigError
 from rl_lstm.esp import EnforcedSubpopulations, LSTMLayout, PopulationLSTM, validate_esp_settings
@@ -131,7 +132,7 @@ def solve_output_weights(activations: Tensor, targets: Tensor, ridge: float = 0.
     if ridge == 0.0:
         return torch.linalg.pinv(activations) @ targets
     num_samples, width = activations.shape[1], activations.shape[2]
-    penalty = torch.eye(width, dtype=activations.dtype)
+    penalty = torch.eye(width, dtype=activations.dtype, device=activations.device)
     penalty[-1, -1] = 0.0
     gram = activations.transpose(1, 2) @ activations / num_samples + ridge * penalty
     return torch.linalg.solve(gram, activations.transpose(1, 2) @ targets / num_samples)
@@ -145,7 +146,7 @@ def _with_bias(h: Tensor) -> Tensor:
 def _nrmse_per_network(predictions: Tensor, targets: Tensor) -> np.ndarray:
     """NRMSE of every network: ``predictions [P, ...]`` against ``targets [...]``; non-finite -> NONFINITE_ERROR."""
     variance = targets.var(unbiased=False).clamp_min(1e-12)
-    errors = ((predictions - targets) ** 2).flatten(1).mean(dim=1).div(variance).sqrt().numpy()
+    errors = ((predictions - targets) ** 2).flatten(1).mean(dim=1).div(variance).sqrt().cpu().numpy()
     return np.where(np.isfinite(errors), np.minimum(errors, NONFINITE_ERROR), NONFINITE_ERROR)
 
 
@@ -165,15 +166,18 @@ def _generate(networks: PopulationLSTM, state: tuple[Tensor, Tensor], output_wei
 
 
 class SupervisedEvolino:
-    """Supervised Evolino: ``SupervisedEvolino(seed=0, **hyperparams)``, ``hyperparams`` the fields of the config.
+    """Supervised Evolino: ``SupervisedEvolino(seed=0, device="cpu", **hyperparams)``, ``hyperparams`` the fields of
+    the config.
 
     ``learn(data, generations=..., time_budget=...)`` evolves on :class:`TrainingData`; the best network so far
-    (memory cells and its output weights) answers :meth:`predict` and :meth:`generate`.
+    (memory cells and its output weights) answers :meth:`predict` and :meth:`generate`. The population runs and its
+    output weights are solved on ``device`` ("cpu", "cuda" or "auto"); ESP's chromosomes stay numpy on the host.
     """
 
-    def __init__(self, seed: int = 0, **hyperparams: Any) -> None:
+    def __init__(self, seed: int = 0, device: str = "cpu", **hyperparams: Any) -> None:
         self.config = build_config(SupervisedEvolinoConfig, hyperparams)
         self.seed = seed
+        self.device = resolve_device(device)
         self.rng = np.random.default_rng(seed)
         self.layout: LSTMLayout | None = None
         self.esp: EnforcedSubpopulations | None = None
@@ -211,12 +215,13 @@ class SupervisedEvolino:
             time_budget is None or time.perf_counter() - start < time_budget
         ):
             members = self.esp.sample_networks(self.config.trials)
-            errors, output_weights = self._evaluate(PopulationLSTM(self.layout, self.esp.chromosomes(members)), data)
+            networks = PopulationLSTM(self.layout, self.esp.chromosomes(members), device=self.device)
+            errors, output_weights = self._evaluate(networks, data)
             outcome = self.esp.tell(members, -errors)
             best = int(np.argmax(-errors))  # the network esp.tell keeps when it improves
             if errors[best] < self.best_error:
                 self.best_error = float(errors[best])
-                self.best_output_weights = output_weights[best].numpy().copy()
+                self.best_output_weights = output_weights[best].cpu().numpy().copy()
             record = {
                 "generation": float(self.esp.generation),
                 "error": float(errors[best]),
@@ -246,7 +251,7 @@ class SupervisedEvolino:
 
     def _evaluate(self, networks: PopulationLSTM, data: TrainingData) -> tuple[np.ndarray, Tensor]:
         """Every network's error and its output weights ``[P, H+1, O]``, all networks in one batched pass."""
-        inputs = torch.as_tensor(data.inputs)
+        inputs = self._tensor(data.inputs)
         num_steps, batch = inputs.shape[:2]
         num_networks = networks.num_networks
         starts = self._free_run_starts(data)
@@ -257,10 +262,10 @@ class SupervisedEvolino:
             activations.append(h)
             if t + 1 in starts:
                 start_states[t + 1] = state
-        fitted = torch.as_tensor(data.fitted.reshape(-1))
+        fitted = self._tensor(data.fitted.reshape(-1))
         design = _with_bias(torch.stack(activations, dim=1))  # [P, T, B, H + 1]
         design = design.reshape(num_networks, num_steps * batch, -1)[:, fitted]  # [P, N, H + 1]
-        targets = torch.as_tensor(data.targets).reshape(num_steps * batch, -1)[fitted]  # [N, O]
+        targets = self._tensor(data.targets).reshape(num_steps * batch, -1)[fitted]  # [N, O]
         output_weights = solve_output_weights(design, targets, self.config.ridge)
         if not starts:
             return _nrmse_per_network(design @ output_weights, targets), output_weights
@@ -296,7 +301,7 @@ class SupervisedEvolino:
             torch.cat([start_states[s][1] for s in starts], dim=1),
         )
         predictions = _generate(networks, state, output_weights, horizon)  # [P, K, horizon, O]
-        truths = torch.stack([torch.as_tensor(data.targets[s - 1 : s - 1 + horizon, 0]) for s in starts])
+        truths = torch.stack([self._tensor(data.targets[s - 1 : s - 1 + horizon, 0]) for s in starts])
         return _nrmse_per_network(predictions, truths)  # truths: [K, horizon, O]
 
     # ---- the best network ------------------------------------------------------------------------------------------
@@ -304,8 +309,12 @@ class SupervisedEvolino:
         """The best network so far as a population of one, and its output weights ``[1, H+1, O]``."""
         if self.esp is None or self.best_output_weights is None:
             raise RuntimeError("no network has been evolved yet; call learn first")
-        network = PopulationLSTM(self.layout, self.esp.best_chromosomes())
-        return network, torch.as_tensor(self.best_output_weights)[None]
+        network = PopulationLSTM(self.layout, self.esp.best_chromosomes(), device=self.device)
+        return network, self._tensor(self.best_output_weights)[None]
+
+    def _tensor(self, array: np.ndarray) -> Tensor:
+        """A host array as a tensor on the population's device."""
+        return torch.as_tensor(array, device=self.device)
 
     def predict(self, inputs: np.ndarray) -> np.ndarray:
         """The best network's outputs fed ``inputs`` (teacher forcing), from a fresh state per sequence.
@@ -313,7 +322,7 @@ class SupervisedEvolino:
         ``inputs [T, F]`` (one sequence) or ``[B, T, F]``; returns ``[T, O]`` or ``[B, T, O]``.
         """
         network, output_weights = self._best_network()
-        sequences = torch.as_tensor(np.asarray(inputs, dtype=np.float64))
+        sequences = self._tensor(np.asarray(inputs, dtype=np.float64))
         single = sequences.dim() == 2
         if single:
             sequences = sequences[None]
@@ -322,7 +331,7 @@ class SupervisedEvolino:
         for t in range(sequences.shape[1]):
             h, state = network.step(sequences[None, :, t], state)
             outputs.append(_with_bias(h) @ output_weights)  # [1, B, O]
-        predictions = torch.stack(outputs, dim=2)[0].numpy()  # [B, T, O]
+        predictions = torch.stack(outputs, dim=2)[0].cpu().numpy()  # [B, T, O]
         return predictions[0] if single else predictions
 
     def generate(self, warmup: np.ndarray, steps: int) -> np.ndarray:
@@ -332,11 +341,11 @@ class SupervisedEvolino:
         after the previous generated value was fed back as the input.
         """
         network, output_weights = self._best_network()
-        series = torch.as_tensor(np.asarray(warmup, dtype=np.float64))
+        series = self._tensor(np.asarray(warmup, dtype=np.float64))
         state = network.initial_state(series.shape[0])
         for t in range(series.shape[1]):
             _, state = network.step(series[None, :, t], state)
-        return _generate(network, state, output_weights, steps)[0].numpy()
+        return _generate(network, state, output_weights, steps)[0].cpu().numpy()
 
     # ---- checkpoints -------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

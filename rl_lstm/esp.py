@@ -299,14 +299,18 @@ class PopulationLSTM:
     sequences of its own. ``outputs(h)`` applies the evolved output units, when the layout has them.
     """
 
-    def __init__(self, layout: LSTMLayout, chromosomes: Sequence[np.ndarray], dtype: torch.dtype = torch.float64):
-        """``chromosomes`` as :meth:`EnforcedSubpopulations.chromosomes` returns them: one ``[P, size]`` per unit."""
+    def __init__(self, layout: LSTMLayout, chromosomes: Sequence[np.ndarray], dtype: torch.dtype = torch.float64,
+                 device: torch.device | str = "cpu"):
+        """``chromosomes`` as :meth:`EnforcedSubpopulations.chromosomes` returns them: one ``[P, size]`` per unit;
+        the networks' weights (and their state) live on ``device``."""
         self.layout = layout
         self.dtype = dtype
+        self.device = torch.device(device)
         num_cells, num_inputs = layout.num_cells, layout.input_size
         if len(chromosomes) != num_cells + layout.num_outputs:
             raise ValueError(f"expected {num_cells + layout.num_outputs} chromosome arrays, got {len(chromosomes)}")
-        cells = torch.as_tensor(np.stack(chromosomes[:num_cells], axis=1), dtype=dtype)  # [P, H, cell_size]
+        # [P, H, cell_size]
+        cells = torch.as_tensor(np.stack(chromosomes[:num_cells], axis=1), dtype=dtype, device=self.device)
         self.num_networks = cells.shape[0]
         split = [NUM_GATES * num_inputs, NUM_GATES * num_cells, NUM_GATES, NUM_PEEPHOLES]
         weight_ih, weight_hh, bias, peephole = cells.split(split, dim=-1)
@@ -322,13 +326,14 @@ class PopulationLSTM:
         self.peephole = peephole.transpose(1, 2).contiguous()  # [P, 3, H]
         self.weight_out_t: Tensor | None = None
         if layout.num_outputs:
-            outputs = torch.as_tensor(np.stack(chromosomes[num_cells:], axis=1), dtype=dtype)  # [P, A, H + 1]
+            # [P, A, H + 1]
+            outputs = torch.as_tensor(np.stack(chromosomes[num_cells:], axis=1), dtype=dtype, device=self.device)
             self.weight_out_t = outputs[..., :num_cells].transpose(1, 2).contiguous()  # [P, H, A]
             self.bias_out = outputs[..., num_cells][:, None, :].contiguous()  # [P, 1, A]
 
     def initial_state(self, batch_size: int) -> tuple[Tensor, Tensor]:
         """Zero ``(h, c)``, each ``[P, batch_size, num_cells]``."""
-        zeros = torch.zeros(self.num_networks, batch_size, self.layout.num_cells, dtype=self.dtype)
+        zeros = torch.zeros(self.num_networks, batch_size, self.layout.num_cells, dtype=self.dtype, device=self.device)
         return zeros, zeros.clone()
 
     def step(

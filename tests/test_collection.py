@@ -1,5 +1,5 @@
 """The fast paths of collection and update: each must compute what the plain version computes, bit for bit where the
-arithmetic is the same, and run on CUDA where there is one."""
+arithmetic is the same (tests/test_cuda.py runs them on CUDA)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from rl_lstm.rollouts import NOISE_BLOCK, action_noise, draw_actions, sample_act
 from rl_lstm.vec_env import NormalizeObservation, NormalizeReward, RunningStatistics, find_wrapper
 
 TINY = dict(num_envs=4, n_steps=16, seq_len=8, batch_size=32, n_epochs=2)
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
 def test_categorical_log_prob_and_entropy_equal_torch_categoricals_with_padding_and_masks() -> None:
@@ -93,29 +92,3 @@ def test_minibatch_weights_average_over_real_steps_and_normalized_advantages_are
         torch.testing.assert_close(advantages.mean(), torch.tensor(0.0), atol=1e-5, rtol=0)
         torch.testing.assert_close(advantages.std(unbiased=False), torch.tensor(1.0), atol=1e-3, rtol=0)
         assert batch.weights is batch.weights, "computed once per minibatch"
-
-
-@needs_cuda
-def test_ppo_collects_and_updates_on_cuda() -> None:
-    agent = RecurrentPPO("rl_lstm/TMaze-v0", seed=0, device="cuda", env_kwargs={"length": 3}, **TINY)
-    agent.learn(128, progress_bar=False)
-    assert all(parameter.device.type == "cuda" for parameter in agent.policy.parameters())
-    assert all(tensor.device.type == "cuda" for tensor in agent.collector.rollout["state"])
-    assert np.isfinite(agent.latest_scalars["train/value_loss"])
-    actions, _ = agent.predict(np.zeros((2, 3), dtype=np.float32), deterministic=True)
-    assert actions.shape == (2,)
-
-
-@needs_cuda
-def test_training_pass_on_cuda_reproduces_the_rollout() -> None:
-    agent = RecurrentPPO("rl_lstm/TMaze-v0", seed=1, device="cuda", env_kwargs={"length": 3}, **TINY)
-    agent.learn(64, progress_bar=False)
-    agent.buffer.prepare()
-    agent.policy.eval()
-    with torch.no_grad():
-        for batch in agent.buffer.minibatches(32, agent.rng):
-            log_prob, _, values = agent.policy.evaluate_actions(
-                batch.observations, batch.actions, batch.initial_state, batch.episode_starts, batch.action_masks
-            )
-            torch.testing.assert_close(log_prob[batch.valid], batch.old_log_probs[batch.valid], atol=1e-4, rtol=0)
-            torch.testing.assert_close(values[batch.valid], batch.old_values[batch.valid], atol=1e-4, rtol=0)

@@ -147,3 +147,8 @@ def test_a_free_running_fitness_on_symbol_strings_is_a_config_error() -> None:
     evolino = SupervisedEvolino(fitness_horizon=2, **SMALL)
     with pytest.raises(ConfigError, match="fitness_horizon > 0 needs one time series"):
         evolino.learn(TrainingData.from_symbol_sequences(anbncn_training_set(range(1, 3))), generations=1)
+
+
+def test_a_device_torch_does_not_know_is_an_error_naming_the_choices() -> None:
+    with pytest.raises(ConfigError, match="'cpu', 'cuda' or 'auto'"):
+        SupervisedEvolino(seed=0, device="gpu", **SMALL)

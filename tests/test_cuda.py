@@ -1,0 +1,109 @@
+"""Every trainer on CUDA: each trains there, keeps its tensors there, and computes what it computes on the CPU.
+
+Every test here skips without a CUDA device (the CPU versions of the same paths run everywhere). On a machine with
+one: ``.venv/bin/pytest -q tests/test_cuda.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import envs  # noqa: F401
+from agents.evolino import PopulationEvaluator, RecurrentEvolino
+from agents.evolino_supervised import SupervisedEvolino, TrainingData
+from agents.ppo import RecurrentPPO
+from agents.reinforce import RecurrentReinforce
+from rl_lstm.esp import PopulationLSTM
+from rl_lstm.logger import EpisodeStatistics
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+PPO_TINY = dict(num_envs=4, n_steps=16, seq_len=8, batch_size=32, n_epochs=2)
+EVOLINO_SMALL = dict(env_kwargs={"length": 4}, subpopulation_size=8, trials_per_chromosome=2, episodes_per_network=4,
+                     num_envs=16)
+
+
+def on_cuda(tensors: list[torch.Tensor]) -> bool:
+    """True if every tensor lives on a CUDA device."""
+    return all(tensor.device.type == "cuda" for tensor in tensors)
+
+
+def test_ppo_collects_and_updates_on_cuda() -> None:
+    agent = RecurrentPPO("rl_lstm/TMaze-v0", seed=0, device="cuda", env_kwargs={"length": 3}, **PPO_TINY)
+    agent.learn(128, progress_bar=False)
+    assert on_cuda(list(agent.policy.parameters()))
+    assert on_cuda(list(agent.collector.rollout["state"]))
+    assert np.isfinite(agent.latest_scalars["train/value_loss"])
+    actions, _ = agent.predict(np.zeros((2, 3), dtype=np.float32), deterministic=True)
+    assert actions.shape == (2,)
+
+
+def test_ppo_training_pass_on_cuda_reproduces_the_rollout() -> None:
+    # tests/test_buffers.py's check on CUDA: cuDNN's sequence kernel gives back what the cell kernel computed while
+    # acting, from the rollout's records that stayed on the device until its end.
+    agent = RecurrentPPO("rl_lstm/TMaze-v0", seed=1, device="cuda", env_kwargs={"length": 3}, **PPO_TINY)
+    agent._collect_rollout(EpisodeStatistics())
+    agent.buffer.prepare()
+    assert agent.buffer.episode_starts[1:].any(), "episodes must start inside the rollout"
+    agent.policy.eval()
+    with torch.no_grad():
+        for batch in agent.buffer.minibatches(32, agent.rng):
+            log_prob, _, values = agent.policy.evaluate_actions(
+                batch.observations, batch.actions, batch.initial_state, batch.episode_starts, batch.action_masks
+            )
+            torch.testing.assert_close(log_prob[batch.valid], batch.old_log_probs[batch.valid], atol=1e-4, rtol=0)
+            torch.testing.assert_close(values[batch.valid], batch.old_values[batch.valid], atol=1e-4, rtol=0)
+
+
+def test_reinforce_plays_and_updates_on_cuda() -> None:
+    agent = RecurrentReinforce("rl_lstm/TMaze-v0", seed=0, device="cuda", env_kwargs={"length": 3}, num_envs=4)
+    agent.learn(200, progress_bar=False)
+    assert agent.iterations >= 2
+    assert on_cuda(list(agent.policy.parameters()))
+    assert np.isfinite(agent.latest_scalars["train/policy_gradient_loss"])
+    actions, _ = agent.predict(np.zeros((2, 3), dtype=np.float32), deterministic=True)
+    assert actions.shape == (2,)
+
+
+def test_evolino_evaluates_a_population_on_cuda_as_on_the_cpu() -> None:
+    agent = RecurrentEvolino("rl_lstm/TMaze-v0", seed=0, **EVOLINO_SMALL)
+    networks = agent.esp.chromosomes(agent.esp.sample_networks(2))
+    seeds = np.arange(len(networks[0]))
+    config = agent.config
+    results = {
+        device: PopulationEvaluator(agent.env, agent.layout, config.max_episode_steps, agent.env_id, 8,
+                                    device).evaluate(networks, seeds)
+        for device in ("cpu", "cuda")
+    }
+    np.testing.assert_allclose(results["cuda"].returns, results["cpu"].returns, atol=1e-9)
+    assert np.array_equal(results["cuda"].lengths, results["cpu"].lengths)
+    assert np.array_equal(results["cuda"].visited_buckets, results["cpu"].visited_buckets)
+
+
+def test_evolino_trains_on_cuda_and_its_policy_acts_there() -> None:
+    agent = RecurrentEvolino("rl_lstm/TMaze-v0", seed=1, device="cuda", **EVOLINO_SMALL)
+    agent.learn(1, progress_bar=False)
+    assert agent.evaluator.device.type == "cuda"
+    assert on_cuda(list(agent.policy.parameters()))
+    actions, _ = agent.predict(np.zeros((2, 3), dtype=np.float32), deterministic=True)
+    assert actions.shape == (2,)
+
+
+def test_supervised_evolino_scores_a_population_on_cuda_as_on_the_cpu() -> None:
+    steps = np.arange(120)
+    series = (np.sin(0.2 * steps) + np.sin(0.311 * steps)) / 1.4
+    data = TrainingData(series[:-1, None, None], series[1:, None, None], (steps[:-1] >= 30)[:, None], True)
+    settings = dict(num_cells=2, subpopulation_size=8, init_scale=0.1, mutation_scale=0.01, burst_scale=0.1)
+    evolinos = {device: SupervisedEvolino(seed=0, device=device, **settings) for device in ("cpu", "cuda")}
+    errors = {}
+    for device, evolino in evolinos.items():
+        evolino._build(input_size=1)  # the same seed draws the same population on each device
+        networks = PopulationLSTM(evolino.layout, evolino.esp.chromosomes(evolino.esp.sample_networks(2)),
+                                  device=evolino.device)
+        errors[device] = evolino._evaluate(networks, data)[0]
+    np.testing.assert_allclose(errors["cuda"], errors["cpu"], rtol=1e-6)
+    evolinos["cuda"].learn(data, generations=2)
+    predictions = evolinos["cuda"].predict(data.inputs[:, 0])
+    assert predictions.shape == (len(data.inputs), 1) and np.isfinite(predictions).all()
