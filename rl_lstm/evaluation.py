@@ -126,10 +126,10 @@ class EvaluationResult:
         }
 
 
-def load_agent(path: str | Path) -> RecurrentAgent:
-    """The agent saved in a run folder (its ``checkpoints/latest.pt``) or in a checkpoint file."""
+def load_agent(path: str | Path, device: str = "cpu") -> RecurrentAgent:
+    """The agent saved in a run folder (its ``checkpoints/latest.pt``) or in a checkpoint file, on ``device``."""
     name = load_checkpoint(path)["agent"]
-    return agent_class(name).load(path)
+    return agent_class(name).load(path, device=device)
 
 
 @contextlib.contextmanager
@@ -399,6 +399,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--episodes", type=_positive_int, default=100, help="episodes to evaluate (default 100)")
     parser.add_argument("--stochastic", action="store_true", help="sample actions (default: the most likely action)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the env copies and of sampled actions")
+    parser.add_argument("--device", default="cpu", help="where the policy runs: cpu (default), cuda or auto")
     parser.add_argument("--num-envs", type=_positive_int, default=None,
                         help="env copies stepped together (default: the agent's num_envs, at most --episodes)")
     parser.add_argument("--video", action="store_true", help="record episodes into OUTPUT/videos/ (needs moviepy)")
@@ -437,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.video:
             _require_moviepy()  # fail before a long evaluation, not after it
-        agent = load_agent(source)
+        agent = load_agent(source, device=args.device)
         result = evaluate_agent(
             agent, num_episodes=args.episodes, deterministic=deterministic, seed=args.seed, num_envs=args.num_envs
         )

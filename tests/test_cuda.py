@@ -6,6 +6,9 @@ one: ``.venv/bin/pytest -q tests/test_cuda.py``.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -16,6 +19,7 @@ from agents.evolino_supervised import SupervisedEvolino, TrainingData
 from agents.ppo import RecurrentPPO
 from agents.reinforce import RecurrentReinforce
 from rl_lstm.esp import PopulationLSTM
+from rl_lstm.evaluation import main as evaluate_main
 from rl_lstm.logger import EpisodeStatistics
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -55,6 +59,27 @@ def test_ppo_training_pass_on_cuda_reproduces_the_rollout() -> None:
             )
             torch.testing.assert_close(log_prob[batch.valid], batch.old_log_probs[batch.valid], atol=1e-4, rtol=0)
             torch.testing.assert_close(values[batch.valid], batch.old_values[batch.valid], atol=1e-4, rtol=0)
+
+
+def test_a_ppo_agent_trained_on_cuda_loads_on_the_cpu_and_resumes_on_cuda(tmp_path: Path) -> None:
+    agent = RecurrentPPO("rl_lstm/TMaze-v0", seed=2, device="cuda", env_kwargs={"length": 3}, **PPO_TINY)
+    agent.learn(64, progress_bar=False)
+    agent.save(tmp_path / "ppo.pt")
+    observations = np.eye(3, dtype=np.float32)
+    on_cpu = RecurrentPPO.load(tmp_path / "ppo.pt", device="cpu")
+    assert np.array_equal(on_cpu.predict(observations, deterministic=True)[0],
+                          agent.predict(observations, deterministic=True)[0])
+    resumed = RecurrentPPO.load(tmp_path / "ppo.pt", device="cuda")
+    resumed.learn(64, progress_bar=False)
+    assert on_cuda([state for group in resumed.optimizer.state.values() for state in group.values()
+                    if torch.is_tensor(state) and state.dim() > 0])
+
+
+def test_rl_lstm_evaluate_runs_a_saved_policy_on_cuda(tmp_path: Path) -> None:
+    agent = RecurrentPPO("rl_lstm/TMaze-v0", seed=3, env_kwargs={"length": 3}, **PPO_TINY)
+    agent.save(tmp_path / "ppo.pt")
+    assert evaluate_main([str(tmp_path / "ppo.pt"), "--episodes", "4", "--device", "cuda"]) == 0
+    assert json.loads((tmp_path / "eval.json").read_text())["num_episodes"] == 4
 
 
 def test_reinforce_plays_and_updates_on_cuda() -> None:

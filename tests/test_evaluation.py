@@ -257,3 +257,13 @@ def test_main_with_a_corrupt_checkpoint_exits_2_in_one_line(tmp_path: Path, caps
     error = capsys.readouterr().err
     assert "corrupted" in error and len(error.strip().splitlines()) == 1
     assert not (tmp_path / "eval.json").exists()
+
+
+def test_main_runs_the_policy_on_the_device_asked_for_and_names_the_choices_for_an_unknown_one(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert main([str(run_dir), "--episodes", "2", "--device", "cpu", "--output", str(tmp_path)]) == 0
+    assert main([str(run_dir), "--episodes", "2", "--device", "gpu", "--output", str(tmp_path / "gpu")]) == 2
+    error = capsys.readouterr().err
+    assert "'cpu', 'cuda' or 'auto'" in error and len(error.strip().splitlines()) == 1
+    assert not (tmp_path / "gpu" / "eval.json").exists()
