@@ -12,10 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_collection import TINY as PPO_TINY
+from test_evolino import SMALL as EVOLINO_SMALL
+from test_evolino_supervised import SMALL as SUPERVISED_SMALL
+from test_evolino_supervised import double_sine_data
 
 import envs  # noqa: F401
 from agents.evolino import PopulationEvaluator, RecurrentEvolino
-from agents.evolino_supervised import SupervisedEvolino, TrainingData
+from agents.evolino_supervised import SupervisedEvolino
 from agents.ppo import RecurrentPPO
 from agents.reinforce import RecurrentReinforce
 from rl_lstm.esp import PopulationLSTM
@@ -23,10 +27,6 @@ from rl_lstm.evaluation import main as evaluate_main
 from rl_lstm.logger import EpisodeStatistics
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-
-PPO_TINY = dict(num_envs=4, n_steps=16, seq_len=8, batch_size=32, n_epochs=2)
-EVOLINO_SMALL = dict(env_kwargs={"length": 4}, subpopulation_size=8, trials_per_chromosome=2, episodes_per_network=4,
-                     num_envs=16)
 
 
 def on_cuda(tensors: list[torch.Tensor]) -> bool:
@@ -117,11 +117,8 @@ def test_evolino_trains_on_cuda_and_its_policy_acts_there() -> None:
 
 
 def test_supervised_evolino_scores_a_population_on_cuda_as_on_the_cpu() -> None:
-    steps = np.arange(120)
-    series = (np.sin(0.2 * steps) + np.sin(0.311 * steps)) / 1.4
-    data = TrainingData(series[:-1, None, None], series[1:, None, None], (steps[:-1] >= 30)[:, None], True)
-    settings = dict(num_cells=2, subpopulation_size=8, init_scale=0.1, mutation_scale=0.01, burst_scale=0.1)
-    evolinos = {device: SupervisedEvolino(seed=0, device=device, **settings) for device in ("cpu", "cuda")}
+    data = double_sine_data(length=120, washout=30)
+    evolinos = {device: SupervisedEvolino(seed=0, device=device, **SUPERVISED_SMALL) for device in ("cpu", "cuda")}
     errors = {}
     for device, evolino in evolinos.items():
         evolino._build(input_size=1)  # the same seed draws the same population on each device
