@@ -11,6 +11,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 from gymnasium.wrappers import FrameStackObservation
@@ -311,6 +312,61 @@ def make_vector_env(
                                prev_action_reward, count_bonus, count_bonus_bits)
 
 
+def tensors_to_numpy(value: Any) -> Any:
+    """``value`` with every torch tensor in it, nested in dicts, tuples and lists, as a numpy array on the host."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    if isinstance(value, dict):
+        return {key: tensors_to_numpy(item) for key, item in value.items()}
+    if isinstance(value, (tuple, list)):
+        return type(value)(tensors_to_numpy(item) for item in value)
+    return value
+
+
+def _first_tensor(value: Any) -> torch.Tensor | None:
+    """The first torch tensor in ``value`` (a tensor, or dicts and tuples of them), or None."""
+    if isinstance(value, torch.Tensor):
+        return value
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, (tuple, list)) else ()
+    return next((tensor for tensor in map(_first_tensor, items) if tensor is not None), None)
+
+
+class TorchToNumpy(gym.vector.VectorWrapper):
+    """A vector env that speaks torch, as one that speaks numpy: what the rest of rl_lstm reads.
+
+    An env simulated in torch (on the CPU or a GPU) returns tensors, which gymnasium's episode statistics and
+    normalizers, and our rollout buffers, cannot take. Whether it does is seen at ``reset``: then its observations,
+    rewards, flags and infos come back as numpy arrays, and the actions go to it as tensors on the device its
+    observations were on. An env that returns numpy arrays passes through untouched.
+    """
+
+    def __init__(self, env: gym.vector.VectorEnv) -> None:
+        super().__init__(env)
+        self.env_device: torch.device | None = None  # the device of the env's tensors; None: it speaks numpy
+
+    def reset(self, *, seed: Any = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        observations, infos = self.env.reset(seed=seed, options=options)
+        tensor = _first_tensor(observations)
+        self.env_device = None if tensor is None else tensor.device
+        if self.env_device is None:
+            return observations, infos
+        return tensors_to_numpy(observations), tensors_to_numpy(infos)
+
+    def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+        if self.env_device is None:
+            return self.env.step(actions)
+        return tensors_to_numpy(self.env.step(torch.as_tensor(actions, device=self.env_device)))
+
+
+def speaks_numpy(vector_env: gym.vector.VectorEnv) -> bool:
+    """Whether ``vector_env`` is one that only ever takes and returns numpy arrays: a built-in native vector env,
+    gymnasium's Sync or Async vector env, inside none but the wrappers rl_lstm puts around envs."""
+    numpy_wrappers = (RecordEpisodeStatistics, NormalizeObservation, NormalizeReward, PrevActionReward, CountBonus)
+    while isinstance(vector_env, numpy_wrappers):
+        vector_env = vector_env.env
+    return isinstance(vector_env, (TaskVectorEnv, gym.vector.SyncVectorEnv, gym.vector.AsyncVectorEnv))
+
+
 def add_training_layers(
     vector_env: gym.vector.VectorEnv,
     wrappers: list[WrapperEntry],
@@ -322,6 +378,8 @@ def add_training_layers(
     count_bonus_bits: int = DEFAULT_BITS,
 ) -> gym.vector.VectorEnv:
     """The layers around every training vector env, built from an id or handed over: the same order for both."""
+    if not speaks_numpy(vector_env):  # it may speak torch: everything above reads numpy
+        vector_env = TorchToNumpy(vector_env)
     vector_env = wrap_vector_env(vector_env, wrappers)
     if find_wrapper(vector_env, RecordEpisodeStatistics) is None:  # a user's vector env may record them already
         vector_env = RecordEpisodeStatistics(vector_env)

@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from gymnasium.wrappers.vector import NumpyToTorch
 from test_collection import TINY as PPO_TINY
 from test_evolino import SMALL as EVOLINO_SMALL
 from test_evolino_supervised import SMALL as SUPERVISED_SMALL
 from test_evolino_supervised import double_sine_data
+from test_foreign_envs import ActionsSeen
 
 import envs  # noqa: F401
 from agents.evolino import PopulationEvaluator, RecurrentEvolino
@@ -80,6 +83,17 @@ def test_rl_lstm_evaluate_runs_a_saved_policy_on_cuda(tmp_path: Path) -> None:
     agent.save(tmp_path / "ppo.pt")
     assert evaluate_main([str(tmp_path / "ppo.pt"), "--episodes", "4", "--device", "cuda"]) == 0
     assert json.loads((tmp_path / "eval.json").read_text())["num_episodes"] == 4
+
+
+def test_ppo_trains_on_an_env_that_speaks_torch_on_cuda() -> None:
+    # An env simulated on the GPU: its observations come to the host at its boundary, its actions go back as CUDA
+    # tensors (tests/test_foreign_envs.py checks the same on the CPU).
+    env = ActionsSeen(NumpyToTorch(gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync"), device="cuda"))
+    agent = RecurrentPPO(env, seed=0, device="cuda", **PPO_TINY)
+    agent.learn(128, progress_bar=False)
+    assert on_cuda(list(agent.policy.parameters())) and np.isfinite(agent.latest_scalars["train/value_loss"])
+    assert env.actions and all(isinstance(a, torch.Tensor) and a.device.type == "cuda" for a in env.actions)
+    agent.close()
 
 
 def test_reinforce_plays_and_updates_on_cuda() -> None:

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import torch
 from foreign_envs import SpacesEnv
+from gymnasium.wrappers.vector import NumpyToTorch
 
 from agents import agent_class
 from agents.evolino import RecurrentEvolino
@@ -163,6 +164,11 @@ HANDOVERS: dict[str, tuple[Callable[[], Any], Callable[[], gym.Env]]] = {
         lambda: gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="vector_entry_point"),
         lambda: gym.make("CartPole-v1"),
     ),
+    # An env simulated in torch returns tensors and takes them: gymnasium's NumpyToTorch makes one of a numpy env.
+    "a VectorEnv that speaks torch": (
+        lambda: NumpyToTorch(gym.vector.SyncVectorEnv([lambda: SpacesEnv("dict", "box")] * 2)),
+        lambda: SpacesEnv("dict", "box"),
+    ),
 }
 # Evolino gives every copy its own episode seed; gymnasium's numpy CartPoleVectorEnv takes one seed for all copies.
 REFUSED_HANDOVERS = {("evolino", "gymnasium's numpy VectorEnv")}
@@ -174,6 +180,39 @@ REFUSED_HANDOVERS = {("evolino", "gymnasium's numpy VectorEnv")}
 def test_an_env_object_trains_saves_loads_and_predicts(name: str, handover: str, tmp_path: Path) -> None:
     make_env, single_env = HANDOVERS[handover]
     _train_save_load_predict(name, make_env(), tmp_path / "agent.pt", single_env(), load_env=make_env())
+
+
+class ActionsSeen(gym.vector.VectorWrapper):
+    """Records the actions a vector env is stepped with."""
+
+    def __init__(self, env: gym.vector.VectorEnv) -> None:
+        super().__init__(env)
+        self.actions: list[Any] = []
+
+    def step(self, actions: Any) -> Any:
+        self.actions.append(actions)
+        return self.env.step(actions)
+
+
+def _cartpoles(speaks_torch: bool) -> gym.vector.VectorEnv:
+    env = gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync")
+    return ActionsSeen(NumpyToTorch(env)) if speaks_torch else env
+
+
+@pytest.mark.parametrize("name", ["ppo", "reinforce"])
+def test_an_env_that_speaks_torch_trains_exactly_as_its_numpy_twin(name: str) -> None:
+    """The conversion at the env's boundary changes no number: the same seed gives the same parameters."""
+    agents = [agent_class(name)(_cartpoles(speaks_torch), seed=3, **TINY[name]) for speaks_torch in (False, True)]
+    for agent in agents:
+        agent.learn(10**6, callback=lambda agent: agent.iterations < 3, progress_bar=False)
+    assert _same_parameters(*agents)
+    spy = agents[1].env
+    while not isinstance(spy, ActionsSeen):
+        spy = spy.env
+    # Every step's actions went to the env as tensors on its device, not as numpy arrays.
+    assert spy.actions and all(isinstance(a, torch.Tensor) and a.device.type == "cpu" for a in spy.actions)
+    for agent in agents:
+        agent.close()
 
 
 def test_evolino_refuses_a_vector_env_that_takes_one_seed_for_all_copies() -> None:
