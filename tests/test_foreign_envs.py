@@ -1,11 +1,11 @@
 """Every trainer on envs the project did not write: every way to hand one over, and every space.
 
 The matrix: ppo, reinforce and evolino, each given a gymnasium id, a ``package.module:Env-v0`` id, a
-``gymnasium.Env``, the user's own ``SyncVectorEnv`` and ``AsyncVectorEnv``, and envs observing Dict, Tuple,
-MultiDiscrete, MultiBinary and image spaces while acting in Discrete, MultiDiscrete and Box spaces. Each cell trains
-two updates, saves, loads and predicts, on a single observation and on a batch. The id cells also run
-``rl-lstm train`` and ``rl-lstm evaluate`` in a fresh process, so an import made by another test cannot hide a
-missing one. A space a trainer cannot take is our ``ConfigError`` naming the space.
+``gymnasium.Env``, the user's own ``SyncVectorEnv`` and ``AsyncVectorEnv``, a vector env that speaks torch, and envs
+observing Dict, Tuple, MultiDiscrete, MultiBinary and image spaces while acting in Discrete, MultiDiscrete and Box
+spaces. Each cell trains two updates, saves, loads and predicts, on a single observation and on a batch. The id
+cells also run ``rl-lstm train`` and ``rl-lstm evaluate`` in a fresh process, so an import made by another test
+cannot hide a missing one. A space a trainer cannot take is our ``ConfigError`` naming the space.
 """
 
 from __future__ import annotations
