@@ -28,6 +28,7 @@ from rl_lstm.logger import EpisodeStatistics, TrainingLogger
 from rl_lstm.policies import RecurrentActorCritic, map_observation
 from rl_lstm.ray_workers import RolloutWorkersConfig
 from rl_lstm.vec_env import (
+    TorchEnvToNumpy,
     add_training_layers,
     load_normalization_state,
     make_vector_env,
@@ -287,7 +288,7 @@ class RecurrentAgent(ABC):
         if spec is None and isinstance(env, gym.vector.SyncVectorEnv):
             spec = env.envs[0].spec
         if isinstance(env, gym.Env):
-            single = wrap_env(env, wrappers, self.config.frame_stack)
+            single = wrap_env(TorchEnvToNumpy(env), wrappers, self.config.frame_stack)
             env = gym.vector.SyncVectorEnv([lambda: single])
         elif isinstance(env, gym.vector.VectorEnv) and (
             self.config.frame_stack > 1 or not all(entry.is_vector for entry in wrappers)

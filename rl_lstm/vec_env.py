@@ -331,18 +331,17 @@ def _first_tensor(value: Any) -> torch.Tensor | None:
     return next((tensor for tensor in map(_first_tensor, items) if tensor is not None), None)
 
 
-class TorchToNumpy(gym.vector.VectorWrapper):
-    """A vector env that speaks torch, as one that speaks numpy: what the rest of rl_lstm reads.
+class _TorchBoundary:
+    """Reset and step of an env that may speak torch, as seen from one that speaks numpy.
 
-    An env simulated in torch (on the CPU or a GPU) returns tensors, which gymnasium's episode statistics and
-    normalizers, and our rollout buffers, cannot take. Whether it does is seen at ``reset``: then its observations,
-    rewards, flags and infos come back as numpy arrays, and the actions go to it as tensors on the device its
-    observations were on. An env that returns numpy arrays passes through untouched.
+    An env simulated in torch (on the CPU or a GPU) returns tensors, which gymnasium's episode statistics,
+    normalizers and vector envs, and our rollout buffers, cannot take. Whether it does is seen at ``reset``: then its
+    observations, rewards, flags and infos come back as numpy arrays, and the actions go to it as tensors on the
+    device its observations were on. An env that returns numpy arrays passes through untouched.
     """
 
-    def __init__(self, env: gym.vector.VectorEnv) -> None:
-        super().__init__(env)
-        self.env_device: torch.device | None = None  # the device of the env's tensors; None: it speaks numpy
+    env: Any
+    env_device: torch.device | None = None  # the device of the env's tensors; None: it speaks numpy
 
     def reset(self, *, seed: Any = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         observations, infos = self.env.reset(seed=seed, options=options)
@@ -356,6 +355,14 @@ class TorchToNumpy(gym.vector.VectorWrapper):
         if self.env_device is None:
             return self.env.step(actions)
         return tensors_to_numpy(self.env.step(torch.as_tensor(actions, device=self.env_device)))
+
+
+class TorchToNumpy(_TorchBoundary, gym.vector.VectorWrapper):
+    """A vector env that speaks torch, as one that speaks numpy: what the rest of rl_lstm reads."""
+
+
+class TorchEnvToNumpy(_TorchBoundary, gym.Wrapper):
+    """One env copy that speaks torch, as one that speaks numpy: what gymnasium's SyncVectorEnv stacks."""
 
 
 def speaks_numpy(vector_env: gym.vector.VectorEnv) -> bool:

@@ -13,12 +13,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from gymnasium.wrappers import NumpyToTorch as SingleNumpyToTorch
 from gymnasium.wrappers.vector import NumpyToTorch
 from test_collection import TINY as PPO_TINY
 from test_evolino import SMALL as EVOLINO_SMALL
 from test_evolino_supervised import SMALL as SUPERVISED_SMALL
 from test_evolino_supervised import double_sine_data
-from test_foreign_envs import ActionsSeen
+from test_foreign_envs import ActionSeen, ActionsSeen
 
 import envs  # noqa: F401
 from agents.evolino import PopulationEvaluator, RecurrentEvolino
@@ -85,14 +86,21 @@ def test_rl_lstm_evaluate_runs_a_saved_policy_on_cuda(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "eval.json").read_text())["num_episodes"] == 4
 
 
-def test_ppo_trains_on_an_env_that_speaks_torch_on_cuda() -> None:
+@pytest.mark.parametrize("handover", ["vector env", "gymnasium.Env"])
+def test_ppo_trains_on_an_env_that_speaks_torch_on_cuda(handover: str) -> None:
     # An env simulated on the GPU: its observations come to the host at its boundary, its actions go back as CUDA
     # tensors (tests/test_foreign_envs.py checks the same on the CPU).
-    env = ActionsSeen(NumpyToTorch(gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync"), device="cuda"))
-    agent = RecurrentPPO(env, seed=0, device="cuda", **PPO_TINY)
+    if handover == "vector env":
+        vector_env = gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync")
+        env, spy = ActionsSeen(NumpyToTorch(vector_env, device="cuda")), None
+    else:
+        env = spy = ActionSeen(SingleNumpyToTorch(gym.make("CartPole-v1"), device="cuda"))
+    copies = 2 if spy is None else 1
+    agent = RecurrentPPO(env, seed=0, device="cuda", **{**PPO_TINY, "num_envs": copies, "batch_size": 8 * copies})
     agent.learn(128, progress_bar=False)
     assert on_cuda(list(agent.policy.parameters())) and np.isfinite(agent.latest_scalars["train/value_loss"])
-    assert env.actions and all(isinstance(a, torch.Tensor) and a.device.type == "cuda" for a in env.actions)
+    actions = (spy or env).actions
+    assert actions and all(isinstance(a, torch.Tensor) and a.device.type == "cuda" for a in actions)
     agent.close()
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import torch
 from foreign_envs import SpacesEnv
+from gymnasium.wrappers import NumpyToTorch as SingleNumpyToTorch
 from gymnasium.wrappers.vector import NumpyToTorch
 
 from agents import agent_class
@@ -194,21 +195,39 @@ class ActionsSeen(gym.vector.VectorWrapper):
         return self.env.step(actions)
 
 
-def _cartpoles(speaks_torch: bool) -> gym.vector.VectorEnv:
-    env = gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync")
-    return ActionsSeen(NumpyToTorch(env)) if speaks_torch else env
+class ActionSeen(gym.Wrapper):
+    """Records the actions one env is stepped with."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.actions: list[Any] = []
+
+    def step(self, action: Any) -> Any:
+        self.actions.append(action)
+        return self.env.step(action)
 
 
+def _cartpoles(handover: str, speaks_torch: bool) -> gym.Env | gym.vector.VectorEnv:
+    """CartPole handed over as a vector env of 2 copies or as one env, speaking numpy or torch (then spied on)."""
+    if handover == "vector env":
+        env = gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync")
+        return ActionsSeen(NumpyToTorch(env)) if speaks_torch else env
+    env = gym.make("CartPole-v1")
+    return ActionSeen(SingleNumpyToTorch(env)) if speaks_torch else env
+
+
+@pytest.mark.parametrize("handover", ["vector env", "gymnasium.Env"])
 @pytest.mark.parametrize("name", ["ppo", "reinforce"])
-def test_an_env_that_speaks_torch_trains_exactly_as_its_numpy_twin(name: str) -> None:
+def test_an_env_that_speaks_torch_trains_exactly_as_its_numpy_twin(name: str, handover: str) -> None:
     """The conversion at the env's boundary changes no number: the same seed gives the same parameters."""
-    agents = [agent_class(name)(_cartpoles(speaks_torch), seed=3, **TINY[name]) for speaks_torch in (False, True)]
+    settings = {**TINY[name], "num_envs": 2 if handover == "vector env" else 1}
+    agents = [agent_class(name)(_cartpoles(handover, torch_env), seed=3, **settings) for torch_env in (False, True)]
     for agent in agents:
         agent.learn(10**6, callback=lambda agent: agent.iterations < 3, progress_bar=False)
     assert _same_parameters(*agents)
     spy = agents[1].env
-    while not isinstance(spy, ActionsSeen):
-        spy = spy.env
+    while not isinstance(spy, (ActionsSeen, ActionSeen)):
+        spy = spy.envs[0] if isinstance(spy, gym.vector.SyncVectorEnv) else spy.env
     # Every step's actions went to the env as tensors on its device, not as numpy arrays.
     assert spy.actions and all(isinstance(a, torch.Tensor) and a.device.type == "cpu" for a in spy.actions)
     for agent in agents:
