@@ -317,8 +317,14 @@ def require(condition: bool, message: str) -> None:
 
 
 def require_next_step_autoreset(env: gym.vector.VectorEnv, option: str) -> None:
-    """A ConfigError unless ``env`` autoresets on the step after an episode ends, as ``option``'s wrapper expects."""
+    """A ConfigError unless ``env`` autoresets on the step after an episode ends, as ``option`` expects.
+
+    A vector env that says nothing in its metadata is taken to, as gymnasium's own wrappers take it.
+    """
     mode = env.metadata.get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
     require(mode == gym.vector.AutoresetMode.NEXT_STEP,
             f"{option} needs a vector env that autoresets on the next step (gymnasium's default, "
-            f"AutoresetMode.NEXT_STEP), as rl_lstm's trainers do; this one has {mode}")
+            f"AutoresetMode.NEXT_STEP); this one ({type(env.unwrapped).__name__}) has {mode}. Build gymnasium's "
+            "SyncVectorEnv or AsyncVectorEnv with autoreset_mode=AutoresetMode.NEXT_STEP, e.g. gym.make_vec(..., "
+            "vector_kwargs={'autoreset_mode': AutoresetMode.NEXT_STEP}) (for an env id, vectorization 'sync' or "
+            "'async' builds one); an env that can only reset within the step that ends an episode is not supported")

@@ -385,6 +385,10 @@ def add_training_layers(
     count_bonus_bits: int = DEFAULT_BITS,
 ) -> gym.vector.VectorEnv:
     """The layers around every training vector env, built from an id or handed over: the same order for both."""
+    # Every collector takes the step after an episode ends as the autoreset step: no transition, and where the
+    # memory resets. Under SAME_STEP it is the next episode's first transition, which would be dropped and seen with
+    # the last episode's memory: refused here, not trained wrong.
+    require_next_step_autoreset(vector_env, "Training")
     if not speaks_numpy(vector_env):  # it may speak torch: everything above reads numpy
         vector_env = TorchToNumpy(vector_env)
     vector_env = wrap_vector_env(vector_env, wrappers)

@@ -234,6 +234,19 @@ def test_an_env_that_speaks_torch_trains_exactly_as_its_numpy_twin(name: str, ha
         agent.close()
 
 
+@pytest.mark.parametrize("mode", [gym.vector.AutoresetMode.SAME_STEP, gym.vector.AutoresetMode.DISABLED])
+@pytest.mark.parametrize("name", AGENTS)
+def test_a_vector_env_that_does_not_autoreset_on_the_next_step_is_refused(name: str, mode: Any) -> None:
+    """Every collector takes the step after an episode ends as the autoreset step (no transition; the memory resets
+    there): an env resetting within the step would lose each episode's first transition and carry the last
+    episode's memory into it, so it stops before training, saying how to build one that fits."""
+    env = gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync", vector_kwargs={"autoreset_mode": mode})
+    with pytest.raises(ConfigError, match=rf"autoresets on the next step.*\(SyncVectorEnv\) has {mode}.*"
+                                          r"vector_kwargs=\{'autoreset_mode': AutoresetMode.NEXT_STEP\}"):
+        agent_class(name)(env, **TINY[name])
+    env.close()
+
+
 def test_evolino_refuses_a_vector_env_that_takes_one_seed_for_all_copies() -> None:
     env = HANDOVERS["gymnasium's numpy VectorEnv"][0]()
     with pytest.raises(ConfigError, match="CartPoleVectorEnv takes one seed for all copies.*SyncVectorEnv"):
