@@ -357,21 +357,48 @@ class _TorchBoundary:
         return tensors_to_numpy(self.env.step(torch.as_tensor(actions, device=self.env_device)))
 
 
-class TorchToNumpy(_TorchBoundary, gym.vector.VectorWrapper):
-    """A vector env that speaks torch, as one that speaks numpy: what the rest of rl_lstm reads."""
+ENV_EPISODE_KEY = "env_episode"  # where an env's own episode statistics go, out of the way of ours
+
+
+class ForeignEnvBoundary(_TorchBoundary, gym.vector.VectorWrapper):
+    """The boundary between a vector env rl_lstm did not build and the layers rl_lstm puts around it.
+
+    Above it everything is numpy (an env that speaks torch is converted, as in :class:`_TorchBoundary`), and
+    ``infos["episode"]`` is free for rl_lstm's own episode statistics: statistics the env reports there itself (its
+    copies wrapped in gymnasium's RecordEpisodeStatistics, as CleanRL builds envs, or a vector one) move to
+    ``infos["env_episode"]``, which gymnasium's RecordEpisodeStatistics above would otherwise refuse to overwrite,
+    stopping the run at its first episode's end.
+    """
+
+    def reset(self, *, seed: Any = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        observations, infos = super().reset(seed=seed, options=options)
+        return observations, _move_env_episode(infos)
+
+    def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+        observations, rewards, terminated, truncated, infos = super().step(actions)
+        return observations, rewards, terminated, truncated, _move_env_episode(infos)
+
+
+def _move_env_episode(infos: dict[str, Any]) -> dict[str, Any]:
+    """``infos`` with the env's own ``episode`` (and its ``_episode`` mask) under ``env_episode``."""
+    for key in ("episode", "_episode"):
+        if key in infos:
+            infos[key.replace("episode", ENV_EPISODE_KEY)] = infos.pop(key)
+    return infos
 
 
 class TorchEnvToNumpy(_TorchBoundary, gym.Wrapper):
     """One env copy that speaks torch, as one that speaks numpy: what gymnasium's SyncVectorEnv stacks."""
 
 
-def speaks_numpy(vector_env: gym.vector.VectorEnv) -> bool:
-    """Whether ``vector_env`` is one that only ever takes and returns numpy arrays: a built-in native vector env,
-    gymnasium's Sync or Async vector env, inside none but the wrappers rl_lstm puts around envs."""
+def is_built_in(vector_env: gym.vector.VectorEnv) -> bool:
+    """Whether ``vector_env`` is a built-in native vector env inside none but the wrappers rl_lstm puts around envs
+    (and gymnasium's RecordEpisodeStatistics): one that only speaks numpy and reports no episode statistics of its
+    own. Any other gets a :class:`ForeignEnvBoundary`."""
     numpy_wrappers = (RecordEpisodeStatistics, NormalizeObservation, NormalizeReward, PrevActionReward, CountBonus)
     while isinstance(vector_env, numpy_wrappers):
         vector_env = vector_env.env
-    return isinstance(vector_env, (TaskVectorEnv, gym.vector.SyncVectorEnv, gym.vector.AsyncVectorEnv))
+    return isinstance(vector_env, TaskVectorEnv)
 
 
 def add_training_layers(
@@ -389,10 +416,12 @@ def add_training_layers(
     # memory resets. Under SAME_STEP it is the next episode's first transition, which would be dropped and seen with
     # the last episode's memory: refused here, not trained wrong.
     require_next_step_autoreset(vector_env, "Training")
-    if not speaks_numpy(vector_env):  # it may speak torch: everything above reads numpy
-        vector_env = TorchToNumpy(vector_env)
+    if not is_built_in(vector_env):  # numpy above it, and infos["episode"] left to our statistics
+        vector_env = ForeignEnvBoundary(vector_env)
     vector_env = wrap_vector_env(vector_env, wrappers)
-    if find_wrapper(vector_env, RecordEpisodeStatistics) is None:  # a user's vector env may record them already
+    # A built-in env the user wrapped in gymnasium's RecordEpisodeStatistics, or a vector wrapper of env_wrappers,
+    # records them already; below a boundary, an env's own statistics are out of the way.
+    if find_wrapper(vector_env, RecordEpisodeStatistics, until=ForeignEnvBoundary) is None:
         vector_env = RecordEpisodeStatistics(vector_env)
     if count_bonus > 0:
         # Above the episode statistics, which report the env's own returns; below observation normalization, whose
@@ -432,13 +461,14 @@ class RunningStatistics(RunningMeanStd):
         self.update_from_moments(batch_mean, batch_var, batch_count)
 
 
-def find_wrapper(vector_env: gym.vector.VectorEnv, wrapper_type: type) -> Any | None:
-    """The first wrapper of ``wrapper_type`` around ``vector_env``, or ``None``."""
+def find_wrapper(vector_env: gym.vector.VectorEnv, wrapper_type: type, until: type | None = None) -> Any | None:
+    """The first wrapper of ``wrapper_type`` around ``vector_env`` (above the first ``until`` one, if given), or
+    ``None``."""
     current = vector_env
     while True:
         if isinstance(current, wrapper_type):
             return current
-        if not hasattr(current, "env"):
+        if not hasattr(current, "env") or (until is not None and isinstance(current, until)):
             return None
         current = current.env
 

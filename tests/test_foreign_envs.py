@@ -165,6 +165,11 @@ HANDOVERS: dict[str, tuple[Callable[[], Any], Callable[[], gym.Env]]] = {
         lambda: gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="vector_entry_point"),
         lambda: gym.make("CartPole-v1"),
     ),
+    # As CleanRL builds envs: each copy records its own episode statistics in infos["episode"].
+    "copies that record their own episodes": (
+        lambda: gym.vector.SyncVectorEnv([lambda: gym.wrappers.RecordEpisodeStatistics(gym.make("CartPole-v1"))] * 2),
+        lambda: gym.make("CartPole-v1"),
+    ),
     # An env simulated in torch returns tensors and takes them: gymnasium's NumpyToTorch makes one of a numpy env.
     "a VectorEnv that speaks torch": (
         lambda: NumpyToTorch(gym.vector.SyncVectorEnv([lambda: SpacesEnv("dict", "box")] * 2)),
@@ -245,6 +250,40 @@ def test_a_vector_env_that_does_not_autoreset_on_the_next_step_is_refused(name: 
                                           r"vector_kwargs=\{'autoreset_mode': AutoresetMode.NEXT_STEP\}"):
         agent_class(name)(env, **TINY[name])
     env.close()
+
+
+@pytest.mark.parametrize("where", ["copies", "vector env", "env_wrappers"])
+def test_an_env_recording_its_own_episodes_trains_and_ours_report_the_same(where: str) -> None:
+    """gymnasium's RecordEpisodeStatistics refuses to overwrite an ``episode`` the env already reports, which stopped
+    every trainer at the first episode's end; the env's own now move to ``env_episode``, and ours agree with them."""
+    record = gym.wrappers.RecordEpisodeStatistics
+    if where == "copies":
+        env: Any = gym.vector.SyncVectorEnv([lambda: record(gym.make("CartPole-v1"))] * 2)
+    elif where == "vector env":
+        env = gym.wrappers.vector.RecordEpisodeStatistics(gym.make_vec("CartPole-v1", 2, vectorization_mode="sync"))
+    else:
+        env = "CartPole-v1"
+    wrappers = ["gymnasium.wrappers:RecordEpisodeStatistics"] if where == "env_wrappers" else []
+    agent = RecurrentPPO(env, seed=0, **{**TINY["ppo"], "n_steps": 64}, env_wrappers=wrappers, vectorization="sync")
+    seen: list[dict[str, Any]] = []
+    step = agent.env.step
+    agent.env.step = _keep_infos(step, seen)
+    agent.learn(10**6, callback=lambda agent: agent.iterations < 3, progress_bar=False)
+    ours = [infos["episode"]["r"][infos["_episode"]] for infos in seen if "episode" in infos]
+    theirs = [infos["env_episode"]["r"][infos["_env_episode"]] for infos in seen if "env_episode" in infos]
+    assert ours and np.array_equal(np.concatenate(ours), np.concatenate(theirs))
+    agent.close()
+
+
+def _keep_infos(step: Callable[[Any], Any], seen: list[dict[str, Any]]) -> Callable[[Any], Any]:
+    """``step``, keeping every step's infos in ``seen``."""
+
+    def step_and_keep(actions: Any) -> Any:
+        outcome = step(actions)
+        seen.append(outcome[-1])
+        return outcome
+
+    return step_and_keep
 
 
 def test_evolino_refuses_a_vector_env_that_takes_one_seed_for_all_copies() -> None:
@@ -334,7 +373,7 @@ def test_an_env_object_gets_the_same_layers_as_its_id() -> None:
     by_id = RecurrentPPO("CartPole-v1", **settings)
     by_object = RecurrentPPO(gym.make("CartPole-v1"), **settings)
     assert _layers(by_object.env) == _layers(by_id.env) == [
-        "NormalizeReward", "PrevActionReward", "NormalizeObservation", "RecordEpisodeStatistics"
+        "NormalizeReward", "PrevActionReward", "NormalizeObservation", "RecordEpisodeStatistics", "ForeignEnvBoundary"
     ]
     by_id.close()
     by_object.close()
