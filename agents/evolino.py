@@ -132,13 +132,15 @@ class EvolinoConfig(EnvConfig, RayConfig):
 
 @dataclass
 class EpisodeResults:
-    """One entry per (network, episode) job: return, length, and success (NaN where the env reports none); with
-    novelty on, ``visited_jobs`` and ``visited_buckets`` pair each job with every distinct bucket its episode reached.
+    """One entry per (network, episode) job: return, length, success (NaN where the env reports none) and the return
+    the env's own episode statistics report (``env_episode``, NaN where it keeps none); with novelty on,
+    ``visited_jobs`` and ``visited_buckets`` pair each job with every distinct bucket its episode reached.
     """
 
     returns: np.ndarray
     lengths: np.ndarray
     successes: np.ndarray
+    env_returns: np.ndarray
     visited_jobs: np.ndarray | None = None
     visited_buckets: np.ndarray | None = None
 
@@ -196,7 +198,7 @@ class PopulationEvaluator:
     def evaluate(self, chromosomes: list[np.ndarray], seeds: np.ndarray) -> EpisodeResults:
         """One episode per job: ``chromosomes`` holds one ``[num_jobs, size]`` array per unit, ``seeds [num_jobs]``."""
         num_jobs, round_size = len(chromosomes[0]), self.env.num_envs
-        results = [np.empty(num_jobs), np.empty(num_jobs, dtype=np.int64), np.empty(num_jobs)]
+        results = [np.empty(num_jobs), np.empty(num_jobs, dtype=np.int64), np.empty(num_jobs), np.empty(num_jobs)]
         visited_jobs, visited_buckets = [], []
         for start in range(0, num_jobs, round_size):
             jobs = np.arange(start, min(start + round_size, num_jobs))
@@ -216,7 +218,7 @@ class PopulationEvaluator:
 
     def _play_round(
         self, chromosomes: list[np.ndarray], seeds: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, EpisodeVisits | None]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, EpisodeVisits | None]:
         """Copy ``i`` of the vector env (seeded ``seeds[i]``) plays network ``i`` for one episode."""
         network = PopulationLSTM(self.layout, chromosomes, device=self.device)
         copies = self.env.num_envs
@@ -228,7 +230,7 @@ class PopulationEvaluator:
             visits = EpisodeVisits(self.env.single_observation_space, self.novelty_bits, copies)
             visits.add(observations, ~finished)
         returns, lengths = np.zeros(copies), np.zeros(copies, dtype=np.int64)
-        successes = np.full(copies, np.nan)
+        successes, env_returns = np.full(copies, np.nan), np.full(copies, np.nan)
         with torch.no_grad():
             for step in range(self.max_episode_steps):
                 features = self.encoder(map_observation(self._to_device, observations)).to(torch.float64)  # [copies, F]
@@ -244,12 +246,15 @@ class PopulationEvaluator:
                 ended = running & (terminated | truncated)
                 if "is_success" in infos:
                     successes[ended] = np.asarray(infos["is_success"], dtype=np.float64)[ended]
+                if "env_episode" in infos:
+                    reported = ended & infos["_env_episode"]
+                    env_returns[reported] = np.asarray(infos["env_episode"]["r"], dtype=np.float64)[reported]
                 if visits is not None:
                     visits.add(observations, running)  # an episode's last observation is one it reached
                 finished |= ended
                 if finished.all():
                     break
-        return returns, lengths, successes, visits
+        return returns, lengths, successes, env_returns, visits
 
     def _to_device(self, array: np.ndarray) -> torch.Tensor:
         """An env array as a tensor on the networks' device."""
@@ -286,8 +291,8 @@ class RayEvaluator:
         bounds = np.linspace(0, num_jobs, len(self.workers) + 1).astype(int)
         shards = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
         results = self.pool.run([[("evaluate", ([c[a:b] for c in chromosomes], seeds[a:b]))] for a, b in shards])
-        merged = EpisodeResults(*(np.concatenate([getattr(r, k) for r in results]) for k in ("returns", "lengths",
-                                                                                            "successes")))
+        fields = ("returns", "lengths", "successes", "env_returns")
+        merged = EpisodeResults(*(np.concatenate([getattr(r, k) for r in results]) for k in fields))
         if results[0].visited_jobs is not None:  # a shard's job numbers start at 0: offset them by its start
             merged.visited_jobs = np.concatenate([r.visited_jobs + a for r, (a, _) in zip(results, shards)])
             merged.visited_buckets = np.concatenate([r.visited_buckets for r in results])
@@ -422,6 +427,8 @@ class RecurrentEvolino(RecurrentAgent):
             scalars["evolution/novelty_mean"] = float(novelty.mean())
         if not np.all(np.isnan(results.successes)):
             scalars["rollout/success_rate"] = float(np.nanmean(results.successes))
+        if not np.all(np.isnan(results.env_returns)):
+            scalars["rollout/env_ep_rew_mean"] = float(np.nanmean(results.env_returns))
         names = [f"cell_{j}" for j in range(self.layout.num_cells)]
         names += [f"output_{k}" for k in range(self.layout.num_outputs)]
         scalars.update({f"evolution/diversity/{name}": value for name, value in zip(names, self.esp.diversity())})

@@ -310,9 +310,10 @@ class RecurrentReinforce(RayBackend, RecurrentAgent):
 
 
 def _only_copies(infos: dict[str, Any], copies: np.ndarray) -> dict[str, Any]:
-    """``infos`` with the end-of-episode entries (``episode``, ``is_success``) of other copies masked out."""
+    """``infos`` with the end-of-episode entries (``episode``, ``env_episode``, ``is_success``) of other copies masked
+    out."""
     kept = dict(infos)
-    for key in ("episode", "is_success"):
+    for key in ("episode", "env_episode", "is_success"):
         if f"_{key}" in kept:
             kept[f"_{key}"] = kept[f"_{key}"] & copies
     return kept

@@ -19,14 +19,21 @@ class EpisodeStatistics:
         self.lengths: deque[int] = deque(maxlen=window)
         self.successes: deque[bool] = deque(maxlen=window)
         self.episodes = 0
+        # What the env's own episode statistics say (``infos["env_episode"]``), where it keeps some: returns before
+        # the reward wrappers above them, say.
+        self.env_returns: deque[float] = deque(maxlen=window)
+        self.env_lengths: deque[int] = deque(maxlen=window)
 
     def update(self, infos: dict[str, Any]) -> None:
         """Take the episodes that ended in this step (``RecordEpisodeStatistics``'s ``infos["episode"]``)."""
+        for key, returns, lengths in (("episode", self.returns, self.lengths),
+                                      ("env_episode", self.env_returns, self.env_lengths)):
+            if key in infos:
+                ended = infos[f"_{key}"]
+                returns.extend(np.asarray(infos[key]["r"])[ended].tolist())
+                lengths.extend(np.asarray(infos[key]["l"])[ended].tolist())
         if "episode" in infos:
-            ended = infos["_episode"]
-            self.returns.extend(np.asarray(infos["episode"]["r"])[ended].tolist())
-            self.lengths.extend(np.asarray(infos["episode"]["l"])[ended].tolist())
-            self.episodes += int(np.sum(ended))
+            self.episodes += int(np.sum(infos["_episode"]))
         if "is_success" in infos:
             self.successes.extend(np.asarray(infos["is_success"])[infos["_is_success"]].tolist())
 
@@ -36,6 +43,9 @@ class EpisodeStatistics:
         if self.returns:
             scalars["rollout/ep_rew_mean"] = float(np.mean(self.returns))
             scalars["rollout/ep_len_mean"] = float(np.mean(self.lengths))
+        if self.env_returns:
+            scalars["rollout/env_ep_rew_mean"] = float(np.mean(self.env_returns))
+            scalars["rollout/env_ep_len_mean"] = float(np.mean(self.env_lengths))
         if self.successes:
             scalars["rollout/success_rate"] = float(np.mean(self.successes))
         return scalars

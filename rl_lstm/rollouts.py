@@ -142,17 +142,27 @@ class EpisodeRecords:
     lengths: np.ndarray
     success_reported: np.ndarray
     successes: np.ndarray
+    # The episodes as the env's own statistics report them (``env_episode``: see rl_lstm.vec_env.ForeignEnvBoundary).
+    env_ended: np.ndarray
+    env_returns: np.ndarray
+    env_lengths: np.ndarray
 
     @classmethod
     def from_infos(cls, infos_per_step: list[dict[str, Any]], num_envs: int) -> EpisodeRecords:
-        """Read ``RecordEpisodeStatistics``'s ``episode`` and the env's ``is_success`` from every step's infos."""
+        """Read ``RecordEpisodeStatistics``'s ``episode``, the env's own ``env_episode`` and its ``is_success`` from
+        every step's infos."""
         steps = len(infos_per_step)
-        records = cls(*(np.zeros((steps, num_envs), dtype=dtype) for dtype in (bool, float, np.int64, bool, bool)))
+        dtypes = (bool, float, np.int64, bool, bool, bool, float, np.int64)
+        records = cls(*(np.zeros((steps, num_envs), dtype=dtype) for dtype in dtypes))
         for t, infos in enumerate(infos_per_step):
             if "episode" in infos:
                 records.ended[t] = infos["_episode"]
                 records.returns[t] = infos["episode"]["r"]
                 records.lengths[t] = infos["episode"]["l"]
+            if "env_episode" in infos:
+                records.env_ended[t] = infos["_env_episode"]
+                records.env_returns[t] = infos["env_episode"]["r"]
+                records.env_lengths[t] = infos["env_episode"]["l"]
             if "is_success" in infos:
                 records.success_reported[t] = infos["_is_success"]
                 records.successes[t] = np.asarray(infos["is_success"], dtype=bool)
@@ -169,11 +179,14 @@ class EpisodeRecords:
 
     def replay(self, statistics: Any) -> None:
         """Feed ``statistics`` (an ``EpisodeStatistics``) the episodes step by step, copies in order."""
-        for t in np.flatnonzero(self.ended.any(axis=1) | self.success_reported.any(axis=1)):
+        reported = self.ended | self.success_reported | self.env_ended
+        for t in np.flatnonzero(reported.any(axis=1)):
             statistics.update(
                 {
                     "episode": {"r": self.returns[t], "l": self.lengths[t]},
                     "_episode": self.ended[t],
+                    "env_episode": {"r": self.env_returns[t], "l": self.env_lengths[t]},
+                    "_env_episode": self.env_ended[t],
                     "is_success": self.successes[t],
                     "_is_success": self.success_reported[t],
                 }

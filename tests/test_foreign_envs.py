@@ -275,6 +275,27 @@ def test_an_env_recording_its_own_episodes_trains_and_ours_report_the_same(where
     agent.close()
 
 
+def _halved_cartpole_recording_its_own() -> gym.Env:
+    """CartPole recording its own episodes, with every reward halved above its statistics (as CleanRL's continuous
+    make_env normalizes rewards above its RecordEpisodeStatistics)."""
+    recorded = gym.wrappers.RecordEpisodeStatistics(gym.make("CartPole-v1"))
+    return gym.wrappers.TransformReward(recorded, lambda reward: 0.5 * reward)
+
+
+@pytest.mark.parametrize("name", AGENTS)
+def test_the_env_s_own_episode_returns_are_logged_beside_ours(name: str) -> None:
+    """``rollout/env_ep_rew_mean`` is what the env's own statistics say; ``rollout/ep_rew_mean`` the wrapped env's."""
+    env = gym.vector.SyncVectorEnv([_halved_cartpole_recording_its_own] * 4)
+    settings = {**TINY[name], "num_envs": 4, **({"n_steps": 64, "batch_size": 32} if name == "ppo" else {})}
+    if name != "ppo":
+        settings["max_episode_steps"] = 500  # whole episodes: the env reports only those that end
+    agent = agent_class(name)(env, seed=0, **settings)
+    agent.learn(10**6, callback=lambda agent: agent.iterations < 2, progress_bar=False)
+    scalars = agent.latest_scalars
+    assert scalars["rollout/env_ep_rew_mean"] == pytest.approx(2 * scalars["rollout/ep_rew_mean"])
+    agent.close()
+
+
 def _keep_infos(step: Callable[[Any], Any], seen: list[dict[str, Any]]) -> Callable[[Any], Any]:
     """``step``, keeping every step's infos in ``seen``."""
 
