@@ -363,11 +363,12 @@ ENV_EPISODE_KEY = "env_episode"  # where an env's own episode statistics go, out
 class ForeignEnvBoundary(_TorchBoundary, gym.vector.VectorWrapper):
     """The boundary between a vector env rl_lstm did not build and the layers rl_lstm puts around it.
 
-    Above it everything is numpy (an env that speaks torch is converted, as in :class:`_TorchBoundary`), and
-    ``infos["episode"]`` is free for rl_lstm's own episode statistics: statistics the env reports there itself (its
-    copies wrapped in gymnasium's RecordEpisodeStatistics, as CleanRL builds envs, or a vector one) move to
-    ``infos["env_episode"]``, which gymnasium's RecordEpisodeStatistics above would otherwise refuse to overwrite,
-    stopping the run at its first episode's end.
+    Above it everything is numpy (an env that speaks torch is converted, as in :class:`_TorchBoundary`), the
+    ``terminated`` and ``truncated`` flags are bool arrays (an env that returns them as integers or floats would
+    otherwise be masked wrong: ``~1`` is -2, true), and ``infos["episode"]`` is free for rl_lstm's own episode
+    statistics: statistics the env reports there itself (its copies wrapped in gymnasium's RecordEpisodeStatistics,
+    as CleanRL builds envs, or a vector one) move to ``infos["env_episode"]``, which gymnasium's
+    RecordEpisodeStatistics above would otherwise refuse to overwrite, stopping the run at its first episode's end.
     """
 
     def reset(self, *, seed: Any = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
@@ -376,6 +377,7 @@ class ForeignEnvBoundary(_TorchBoundary, gym.vector.VectorWrapper):
 
     def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
         observations, rewards, terminated, truncated, infos = super().step(actions)
+        terminated, truncated = np.asarray(terminated, dtype=bool), np.asarray(truncated, dtype=bool)
         return observations, rewards, terminated, truncated, _move_env_episode(infos)
 
 

@@ -275,6 +275,36 @@ def test_an_env_recording_its_own_episodes_trains_and_ours_report_the_same(where
     agent.close()
 
 
+class FlagsAs(gym.vector.VectorWrapper):
+    """Returns ``terminated`` and ``truncated`` as ``dtype`` arrays, as some vector envs do, not as bool."""
+
+    def __init__(self, env: gym.vector.VectorEnv, dtype: type) -> None:
+        super().__init__(env)
+        self.dtype = dtype
+
+    def step(self, actions: Any) -> Any:
+        observations, rewards, terminated, truncated, infos = self.env.step(actions)
+        return observations, rewards, terminated.astype(self.dtype), truncated.astype(self.dtype), infos
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint8, np.float32])
+def test_flags_that_are_not_bool_train_as_bool_ones(dtype: type) -> None:
+    """Integer flags were masked wrong (``~1`` is -2, true: every autoreset step counted as a transition) and float
+    ones stopped the run; as bool arrays they train exactly as the env that returns bool."""
+    agents = [
+        RecurrentPPO(env, seed=5, **{**TINY["ppo"], "n_steps": 64, "batch_size": 32})
+        for env in (gym.make_vec("CartPole-v1", 2, vectorization_mode="sync"),
+                    FlagsAs(gym.make_vec("CartPole-v1", 2, vectorization_mode="sync"), dtype))
+    ]
+    for agent in agents:
+        agent.learn(10**6, callback=lambda agent: agent.iterations < 3, progress_bar=False)
+    assert not agents[0].buffer.valid.all(), "the rollout must hold autoreset steps"
+    np.testing.assert_array_equal(agents[1].buffer.valid, agents[0].buffer.valid)
+    assert _same_parameters(*agents)
+    for agent in agents:
+        agent.close()
+
+
 def _halved_cartpole_recording_its_own() -> gym.Env:
     """CartPole recording its own episodes, with every reward halved above its statistics (as CleanRL's continuous
     make_env normalizes rewards above its RecordEpisodeStatistics)."""
