@@ -363,12 +363,16 @@ ENV_EPISODE_KEY = "env_episode"  # where an env's own episode statistics go, out
 class ForeignEnvBoundary(_TorchBoundary, gym.vector.VectorWrapper):
     """The boundary between a vector env rl_lstm did not build and the layers rl_lstm puts around it.
 
-    Above it everything is numpy (an env that speaks torch is converted, as in :class:`_TorchBoundary`), the
-    ``terminated`` and ``truncated`` flags are bool arrays (an env that returns them as integers or floats would
-    otherwise be masked wrong: ``~1`` is -2, true), and ``infos["episode"]`` is free for rl_lstm's own episode
-    statistics: statistics the env reports there itself (its copies wrapped in gymnasium's RecordEpisodeStatistics,
-    as CleanRL builds envs, or a vector one) move to ``infos["env_episode"]``, which gymnasium's
-    RecordEpisodeStatistics above would otherwise refuse to overwrite, stopping the run at its first episode's end.
+    Above it:
+
+    - everything is numpy (an env that speaks torch is converted, as in :class:`_TorchBoundary`);
+    - rewards and the ``terminated`` and ``truncated`` flags hold one value per copy, ``[num_envs]``, the flags bool:
+      integer flags would be masked wrong (``~1`` is -2, true), and rewards ``[n, 1]`` or a list are the ``[n]``
+      they hold;
+    - ``infos["episode"]`` is free for rl_lstm's own episode statistics: those the env reports there itself (its
+      copies wrapped in gymnasium's RecordEpisodeStatistics, as CleanRL builds envs, or a vector one) move to
+      ``infos["env_episode"]``, which gymnasium's RecordEpisodeStatistics above would otherwise refuse to
+      overwrite, stopping the run at its first episode's end.
     """
 
     def reset(self, *, seed: Any = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
@@ -377,8 +381,19 @@ class ForeignEnvBoundary(_TorchBoundary, gym.vector.VectorWrapper):
 
     def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
         observations, rewards, terminated, truncated, infos = super().step(actions)
-        terminated, truncated = np.asarray(terminated, dtype=bool), np.asarray(truncated, dtype=bool)
+        rewards = self._per_copy("rewards", np.asarray(rewards))
+        terminated = self._per_copy("terminated", np.asarray(terminated, dtype=bool))
+        truncated = self._per_copy("truncated", np.asarray(truncated, dtype=bool))
         return observations, rewards, terminated, truncated, _move_env_episode(infos)
+
+    def _per_copy(self, name: str, values: np.ndarray) -> np.ndarray:
+        """``values`` as one per copy, ``[num_envs]``; a ValueError naming ``name`` if they are not as many."""
+        if values.shape == (self.num_envs,):
+            return values
+        if values.size != self.num_envs:
+            raise ValueError(f"it returned {name} of shape {values.shape}; a vector env of {self.num_envs} copies "
+                             f"returns one per copy, shape ({self.num_envs},)")
+        return values.reshape(self.num_envs)
 
 
 def _move_env_episode(infos: dict[str, Any]) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from agents import agent_class
 from agents.evolino import RecurrentEvolino
 from agents.ppo import RecurrentPPO
 from rl_lstm.agent import RecurrentAgent
-from rl_lstm.errors import ConfigError
+from rl_lstm.errors import ConfigError, EnvStepError
 
 AGENTS = ("ppo", "reinforce", "evolino")
 FOREIGN_ID = "foreign_envs:foreign/Spaces-v0"
@@ -275,26 +275,36 @@ def test_an_env_recording_its_own_episodes_trains_and_ours_report_the_same(where
     agent.close()
 
 
-class FlagsAs(gym.vector.VectorWrapper):
-    """Returns ``terminated`` and ``truncated`` as ``dtype`` arrays, as some vector envs do, not as bool."""
+class OutcomesAs(gym.vector.VectorWrapper):
+    """Returns rewards and flags as ``change`` makes them, as some vector envs do, not as gymnasium says."""
 
-    def __init__(self, env: gym.vector.VectorEnv, dtype: type) -> None:
+    def __init__(self, env: gym.vector.VectorEnv, change: Callable[[np.ndarray, np.ndarray, np.ndarray], Any]) -> None:
         super().__init__(env)
-        self.dtype = dtype
+        self.change = change
 
     def step(self, actions: Any) -> Any:
         observations, rewards, terminated, truncated, infos = self.env.step(actions)
-        return observations, rewards, terminated.astype(self.dtype), truncated.astype(self.dtype), infos
+        return observations, *self.change(rewards, terminated, truncated), infos
 
 
-@pytest.mark.parametrize("dtype", [np.int64, np.uint8, np.float32])
-def test_flags_that_are_not_bool_train_as_bool_ones(dtype: type) -> None:
-    """Integer flags were masked wrong (``~1`` is -2, true: every autoreset step counted as a transition) and float
-    ones stopped the run; as bool arrays they train exactly as the env that returns bool."""
+OTHER_OUTCOMES: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], Any]] = {
+    "int64 flags": lambda r, te, tr: (r, te.astype(np.int64), tr.astype(np.int64)),
+    "uint8 flags": lambda r, te, tr: (r, te.astype(np.uint8), tr.astype(np.uint8)),
+    "float32 flags": lambda r, te, tr: (r, te.astype(np.float32), tr.astype(np.float32)),
+    "rewards [n, 1]": lambda r, te, tr: (r[:, None], te, tr),
+    "rewards as a list": lambda r, te, tr: (list(r), te, tr),
+}
+
+
+@pytest.mark.parametrize("outcomes", list(OTHER_OUTCOMES))
+def test_rewards_and_flags_in_other_shapes_and_types_train_as_gymnasium_s(outcomes: str) -> None:
+    """Integer flags were masked wrong (``~1`` is -2, true: every autoreset step counted as a transition); float
+    flags, ``[n, 1]`` rewards and lists of rewards stopped the run. Taken as the ``[n]`` arrays they hold, they train
+    exactly as the env that returns what gymnasium says."""
     agents = [
         RecurrentPPO(env, seed=5, **{**TINY["ppo"], "n_steps": 64, "batch_size": 32})
         for env in (gym.make_vec("CartPole-v1", 2, vectorization_mode="sync"),
-                    FlagsAs(gym.make_vec("CartPole-v1", 2, vectorization_mode="sync"), dtype))
+                    OutcomesAs(gym.make_vec("CartPole-v1", 2, vectorization_mode="sync"), OTHER_OUTCOMES[outcomes]))
     ]
     for agent in agents:
         agent.learn(10**6, callback=lambda agent: agent.iterations < 3, progress_bar=False)
@@ -303,6 +313,16 @@ def test_flags_that_are_not_bool_train_as_bool_ones(dtype: type) -> None:
     assert _same_parameters(*agents)
     for agent in agents:
         agent.close()
+
+
+def test_rewards_not_one_per_copy_stop_the_run_naming_their_shape() -> None:
+    env = OutcomesAs(gym.make_vec("CartPole-v1", 2, vectorization_mode="sync"),
+                     lambda r, te, tr: (np.stack([r, r, r], axis=1), te, tr))
+    agent = RecurrentPPO(env, seed=0, **TINY["ppo"])
+    with pytest.raises(EnvStepError, match=r"rewards of shape \(2, 3\); a vector env of 2 copies returns one per "
+                                           r"copy, shape \(2,\)"):
+        agent.learn(64, progress_bar=False)
+    agent.close()
 
 
 def _halved_cartpole_recording_its_own() -> gym.Env:
