@@ -45,7 +45,7 @@ from rl_lstm.exploration import DEFAULT_BITS, EpisodeVisits, population_novelty,
 from rl_lstm.logger import EpisodeStatistics
 from rl_lstm.policies import ImageEncoder, make_action_head, make_encoder, map_observation
 from rl_lstm.ray_workers import RayConfig, WorkerPool, require_env_id
-from rl_lstm.rollouts import call_env
+from rl_lstm.rollouts import call_env, env_episodes
 from rl_lstm.vec_env import action_masks, make_vector_env
 
 
@@ -246,9 +246,10 @@ class PopulationEvaluator:
                 ended = running & (terminated | truncated)
                 if "is_success" in infos:
                     successes[ended] = np.asarray(infos["is_success"], dtype=np.float64)[ended]
-                if "env_episode" in infos:
-                    reported = ended & infos["_env_episode"]
-                    env_returns[reported] = np.asarray(infos["env_episode"]["r"], dtype=np.float64)[reported]
+                env_reported = env_episodes(infos)
+                if env_reported is not None:
+                    reported = ended & env_reported[0]
+                    env_returns[reported] = env_reported[1][reported]
                 if visits is not None:
                     visits.add(observations, running)  # an episode's last observation is one it reached
                 finished |= ended

@@ -129,6 +129,16 @@ def call_env(env: gym.vector.VectorEnv, env_id: str, call: str, where: str, *arg
         ) from error
 
 
+def env_episodes(infos: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """What the env's own episode statistics say ended this step (``infos["env_episode"]``, see
+    rl_lstm.vec_env.ForeignEnvBoundary): ``(ended, returns, lengths)`` per copy, or None where they say nothing in
+    gymnasium's format (an ``r`` and an ``l`` array, and the ``_env_episode`` mask)."""
+    episode, ended = infos.get("env_episode"), infos.get("_env_episode")
+    if not isinstance(episode, dict) or ended is None or "r" not in episode or "l" not in episode:
+        return None
+    return np.asarray(ended, dtype=bool), np.asarray(episode["r"]), np.asarray(episode["l"])
+
+
 @dataclass
 class EpisodeRecords:
     """The episodes that ended at each step, per copy, ``[T, B]``: what ``EpisodeStatistics`` reads from infos.
@@ -159,10 +169,9 @@ class EpisodeRecords:
                 records.ended[t] = infos["_episode"]
                 records.returns[t] = infos["episode"]["r"]
                 records.lengths[t] = infos["episode"]["l"]
-            if "env_episode" in infos:
-                records.env_ended[t] = infos["_env_episode"]
-                records.env_returns[t] = infos["env_episode"]["r"]
-                records.env_lengths[t] = infos["env_episode"]["l"]
+            env_reported = env_episodes(infos)
+            if env_reported is not None:
+                records.env_ended[t], records.env_returns[t], records.env_lengths[t] = env_reported
             if "is_success" in infos:
                 records.success_reported[t] = infos["_is_success"]
                 records.successes[t] = np.asarray(infos["is_success"], dtype=bool)

@@ -346,6 +346,28 @@ def test_the_env_s_own_episode_returns_are_logged_beside_ours(name: str) -> None
     agent.close()
 
 
+class EpisodeCounter(gym.vector.VectorWrapper):
+    """Reports ``infos["episode"]`` in a format of its own (a number), not gymnasium's."""
+
+    def step(self, actions: Any) -> Any:
+        *outcome, infos = self.env.step(actions)
+        return *outcome, {**infos, "episode": 7}
+
+
+@pytest.mark.parametrize("name", AGENTS)
+def test_an_env_s_own_episode_info_in_another_format_is_left_alone(name: str) -> None:
+    """It moves out of the way of ours as gymnasium's would, and nothing reads it as returns."""
+    copies = 4 if name == "evolino" else 2
+    env = EpisodeCounter(gym.make_vec("CartPole-v1", copies, vectorization_mode="sync"))
+    settings = {**TINY[name], "num_envs": copies, **({"n_steps": 64, "batch_size": 32} if name == "ppo" else {})}
+    if name != "ppo":
+        settings["max_episode_steps"] = 500
+    agent = agent_class(name)(env, seed=0, **settings)
+    agent.learn(10**6, callback=lambda agent: agent.iterations < 2, progress_bar=False)
+    assert "rollout/ep_rew_mean" in agent.latest_scalars and "rollout/env_ep_rew_mean" not in agent.latest_scalars
+    agent.close()
+
+
 def _keep_infos(step: Callable[[Any], Any], seen: list[dict[str, Any]]) -> Callable[[Any], Any]:
     """``step``, keeping every step's infos in ``seen``."""
 
