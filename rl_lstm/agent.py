@@ -28,13 +28,12 @@ from rl_lstm.logger import EpisodeStatistics, TrainingLogger
 from rl_lstm.policies import RecurrentActorCritic, map_observation
 from rl_lstm.ray_workers import RolloutWorkersConfig
 from rl_lstm.vec_env import (
-    TorchEnvToNumpy,
     add_training_layers,
     load_normalization_state,
     make_vector_env,
     normalization_state,
     parse_wrappers,
-    wrap_env,
+    vector_env_of,
 )
 
 Callback = Callable[["RecurrentAgent"], "bool | None"]
@@ -284,24 +283,7 @@ class RecurrentAgent(ABC):
             )
         wrappers = parse_wrappers(self.config.env_wrappers)
         # The id, where the user's env has one, is what Agent.load and rl-lstm evaluate rebuild the env from.
-        spec = env.spec if isinstance(env, (gym.Env, gym.vector.VectorEnv)) else None
-        if spec is None and isinstance(env, gym.vector.SyncVectorEnv):
-            spec = env.envs[0].spec
-        if isinstance(env, gym.Env):
-            single = wrap_env(TorchEnvToNumpy(env), wrappers, self.config.frame_stack)
-            env = gym.vector.SyncVectorEnv([lambda: single])
-        elif isinstance(env, gym.vector.VectorEnv) and (
-            self.config.frame_stack > 1 or not all(entry.is_vector for entry in wrappers)
-        ):
-            raise ConfigError(
-                "frame_stack and per-copy env_wrappers cannot wrap the copies of a VectorEnv that is already built; "
-                "pass an env id or a gymnasium.Env, or wrap the copies when you build the VectorEnv"
-            )
-        if not isinstance(env, gym.vector.VectorEnv):
-            raise ConfigError(
-                f"env must be an env id, a gymnasium.Env or a gymnasium VectorEnv, got {type(env).__name__}"
-            )
-        self.env_id = spec.id if spec is not None else type(env.unwrapped).__name__
+        env, self.env_id = vector_env_of(env, wrappers, self.config.frame_stack)
         return add_training_layers(
             env,
             wrappers,

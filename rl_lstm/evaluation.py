@@ -34,11 +34,13 @@ from rl_lstm.errors import ConfigError, RLLSTMError
 from rl_lstm.vec_env import (
     SinglePrevActionReward,
     action_masks,
+    add_training_layers,
     load_normalization_state,
     make_vector_env,
     normalization_state,
     parse_wrappers,
     resolve_env_id,
+    vector_env_of,
     wrap_env,
 )
 
@@ -153,27 +155,39 @@ def evaluate_agent(
     seed: int = 0,
     num_envs: int | None = None,
     env_kwargs: dict[str, Any] | None = None,
+    env: gym.Env | gym.vector.VectorEnv | None = None,
 ) -> EvaluationResult:
-    """Run ``num_episodes`` episodes of ``agent`` on a fresh vector env of its env id.
+    """Run ``num_episodes`` episodes of ``agent`` on a fresh vector env of its env id, or on ``env``.
 
     ``num_envs`` copies (default: the agent's ``num_envs``, at most ``num_episodes``) each run a fixed quota
     of episodes, so the result is not biased toward short episodes. ``env_kwargs`` override the agent's own.
+    ``env``, a ``gymnasium.Env`` (one copy) or a VectorEnv (its copies), is an env object to play instead, as an
+    agent trained on an object with no registered id needs; it gets the agent's wrappers and is left open.
     Observations are normalized with the agent's training statistics, frozen.
     """
     if num_episodes < 1:
         raise ConfigError(f"num_episodes must be at least 1, got {num_episodes}")
-    num_envs = min(num_episodes, agent.config.num_envs if num_envs is None else num_envs)
     statistics = _observation_statistics(agent)
-    env = make_vector_env(
-        agent.env_id,
-        num_envs,
-        env_kwargs={**agent.config.env_kwargs, **(env_kwargs or {})},
-        vectorization=agent.config.vectorization,
-        normalize_observations="observation" in statistics,
-        env_wrappers=agent.config.env_wrappers,
-        frame_stack=agent.config.frame_stack,
-        prev_action_reward=agent.config.prev_action_reward,
-    )
+    layers = {"normalize_observations": "observation" in statistics,
+              "prev_action_reward": agent.config.prev_action_reward}
+    if env is None:
+        if ":" not in agent.env_id and agent.env_id not in gym.registry:
+            raise ConfigError(
+                f"{agent.env_id!r} is no registered env id: the agent trained on an env object gymnasium knows no id "
+                "for, so no fresh copy of it can be built. Pass one: evaluate_agent(agent, env=YourEnv()), or "
+                "register it (gymnasium.register) and train from its id"
+            )
+        num_envs = min(num_episodes, agent.config.num_envs if num_envs is None else num_envs)
+        env = make_vector_env(agent.env_id, num_envs, env_kwargs={**agent.config.env_kwargs, **(env_kwargs or {})},
+                              vectorization=agent.config.vectorization, env_wrappers=agent.config.env_wrappers,
+                              frame_stack=agent.config.frame_stack, **layers)
+        close = env.close
+    else:
+        wrappers = parse_wrappers(agent.config.env_wrappers)
+        vector_env, _ = vector_env_of(env, wrappers, agent.config.frame_stack)
+        # The user's env stays open: closing it is theirs to do.
+        env, close = add_training_layers(vector_env, wrappers, **layers), lambda: None
+        num_envs = env.num_envs
     load_normalization_state(env, statistics, training=False)
     quotas = np.full(num_envs, num_episodes // num_envs)
     quotas[: num_episodes % num_envs] += 1
@@ -208,7 +222,7 @@ def evaluate_agent(
                 episode_starts = autoresetting
                 autoresetting = done
     finally:
-        env.close()
+        close()
     return EvaluationResult(np.array(returns), np.array(lengths), np.array(successes) if any_success_reported else None)
 
 

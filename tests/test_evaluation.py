@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -15,7 +16,7 @@ from gymnasium.wrappers.vector import NormalizeObservation
 from agents.ppo import RecurrentPPO
 from envs.oracle import make_oracle
 from envs.tmaze import EAST
-from rl_lstm.errors import CheckpointError
+from rl_lstm.errors import CheckpointError, ConfigError
 from rl_lstm.evaluation import (
     EvaluationResult,
     MissingDependencyError,
@@ -267,3 +268,45 @@ def test_main_runs_the_policy_on_the_device_asked_for_and_names_the_choices_for_
     error = capsys.readouterr().err
     assert "'cpu', 'cuda' or 'auto'" in error and len(error.strip().splitlines()) == 1
     assert not (tmp_path / "gpu" / "eval.json").exists()
+
+
+class Unregistered(gym.Env):
+    """An env class gymnasium has no id for: five steps of noise, reward 1 each."""
+
+    observation_space = gym.spaces.Box(-1, 1, (3,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self.steps = 0
+        return self.observation_space.sample(), {}
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
+        self.steps += 1
+        return self.observation_space.sample(), 1.0, False, self.steps >= 5, {}
+
+
+def test_an_agent_trained_on_an_env_object_without_an_id_is_evaluated_on_one_it_is_given() -> None:
+    agent = RecurrentPPO(Unregistered(), seed=0, num_envs=1, n_steps=16, seq_len=8, batch_size=16)
+    agent.learn(32, progress_bar=False)
+    assert agent.env_id == "Unregistered"  # the env's class, not the SyncVectorEnv it is stepped in
+    with pytest.raises(ConfigError, match=r"'Unregistered' is no registered env id.*evaluate_agent\(agent, env="):
+        evaluate_agent(agent, num_episodes=2)
+    result = evaluate_agent(agent, num_episodes=3, env=Unregistered())
+    np.testing.assert_array_equal(result.lengths, [5, 5, 5])
+    vector_env = gym.vector.SyncVectorEnv([Unregistered] * 2)
+    np.testing.assert_array_equal(evaluate_agent(agent, num_episodes=4, env=vector_env).returns, [5.0] * 4)
+    vector_env.step(np.zeros(2, dtype=np.int64))  # still open: the user's env is the user's to close
+    vector_env.close()
+    agent.close()
+
+
+def test_an_env_object_given_to_evaluate_plays_as_a_fresh_one_of_the_agent_s_id() -> None:
+    settings = dict(num_envs=2, n_steps=16, seq_len=8, batch_size=32, vectorization="sync", normalize_observations=True)
+    agent = RecurrentPPO("CartPole-v1", seed=0, **settings)
+    agent.learn(64, progress_bar=False)
+    by_id = evaluate_agent(agent, num_episodes=4, seed=3)
+    given = evaluate_agent(agent, num_episodes=4, seed=3, env=gym.make_vec("CartPole-v1", 2, vectorization_mode="sync"))
+    np.testing.assert_array_equal(given.returns, by_id.returns)
+    np.testing.assert_array_equal(given.lengths, by_id.lengths)
+    agent.close()
