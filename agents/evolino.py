@@ -45,7 +45,7 @@ from rl_lstm.exploration import DEFAULT_BITS, EpisodeVisits, population_novelty,
 from rl_lstm.logger import EpisodeStatistics
 from rl_lstm.policies import ImageEncoder, make_action_head, make_encoder, map_observation
 from rl_lstm.ray_workers import RayConfig, WorkerPool, require_env_id
-from rl_lstm.rollouts import call_env, env_episodes
+from rl_lstm.rollouts import call_env, reported_episodes
 from rl_lstm.vec_env import action_masks, make_vector_env
 
 
@@ -246,7 +246,7 @@ class PopulationEvaluator:
                 ended = running & (terminated | truncated)
                 if "is_success" in infos:
                     successes[ended] = np.asarray(infos["is_success"], dtype=np.float64)[ended]
-                env_reported = env_episodes(infos)
+                env_reported = reported_episodes(infos, "env_episode")
                 if env_reported is not None:
                     reported = ended & env_reported[0]
                     env_returns[reported] = env_reported[1][reported]

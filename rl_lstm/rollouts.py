@@ -129,11 +129,12 @@ def call_env(env: gym.vector.VectorEnv, env_id: str, call: str, where: str, *arg
         ) from error
 
 
-def env_episodes(infos: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """What the env's own episode statistics say ended this step (``infos["env_episode"]``, see
-    rl_lstm.vec_env.ForeignEnvBoundary): ``(ended, returns, lengths)`` per copy, or None where they say nothing in
-    gymnasium's format (an ``r`` and an ``l`` array, and the ``_env_episode`` mask)."""
-    episode, ended = infos.get("env_episode"), infos.get("_env_episode")
+def reported_episodes(infos: dict[str, Any], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The episodes ``infos[key]`` says ended this step, in gymnasium's RecordEpisodeStatistics format (an ``r`` and
+    an ``l`` array, and the ``_key`` mask): ``(ended, returns, lengths)`` per copy, or None where it says nothing in
+    that format. ``key`` is ``episode`` (ours) or ``env_episode`` (the env's own: see
+    rl_lstm.vec_env.ForeignEnvBoundary)."""
+    episode, ended = infos.get(key), infos.get(f"_{key}")
     if not isinstance(episode, dict) or ended is None or "r" not in episode or "l" not in episode:
         return None
     return np.asarray(ended, dtype=bool), np.asarray(episode["r"]), np.asarray(episode["l"])
@@ -165,13 +166,11 @@ class EpisodeRecords:
         dtypes = (bool, float, np.int64, bool, bool, bool, float, np.int64)
         records = cls(*(np.zeros((steps, num_envs), dtype=dtype) for dtype in dtypes))
         for t, infos in enumerate(infos_per_step):
-            if "episode" in infos:
-                records.ended[t] = infos["_episode"]
-                records.returns[t] = infos["episode"]["r"]
-                records.lengths[t] = infos["episode"]["l"]
-            env_reported = env_episodes(infos)
-            if env_reported is not None:
-                records.env_ended[t], records.env_returns[t], records.env_lengths[t] = env_reported
+            ours, the_env_s = reported_episodes(infos, "episode"), reported_episodes(infos, "env_episode")
+            if ours is not None:
+                records.ended[t], records.returns[t], records.lengths[t] = ours
+            if the_env_s is not None:
+                records.env_ended[t], records.env_returns[t], records.env_lengths[t] = the_env_s
             if "is_success" in infos:
                 records.success_reported[t] = infos["_is_success"]
                 records.successes[t] = np.asarray(infos["is_success"], dtype=bool)

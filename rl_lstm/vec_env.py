@@ -423,23 +423,19 @@ def vector_env_of(
 ) -> tuple[gym.vector.VectorEnv, str]:
     """A user's env object as the vector env rl_lstm's layers go around, and its id: the registered one where it has
     one, else the env's class name. A ``gymnasium.Env`` is one copy inside the per-copy ``wrappers``."""
-    spec = env.spec if isinstance(env, (gym.Env, gym.vector.VectorEnv)) else None
-    if spec is None and isinstance(env, gym.vector.SyncVectorEnv):
-        spec = env.envs[0].spec
-    if isinstance(env, gym.Env):
-        name = type(env.unwrapped).__name__
-        single = wrap_env(TorchEnvToNumpy(env), wrappers, frame_stack)
-        env = gym.vector.SyncVectorEnv([lambda: single])
-    elif isinstance(env, gym.vector.VectorEnv):
-        name = type(env.unwrapped).__name__
-        if frame_stack > 1 or not all(entry.is_vector for entry in wrappers):
-            raise ConfigError(
-                "frame_stack and per-copy env_wrappers cannot wrap the copies of a VectorEnv that is already built; "
-                "pass an env id or a gymnasium.Env, or wrap the copies when you build the VectorEnv"
-            )
-    else:
+    if not isinstance(env, (gym.Env, gym.vector.VectorEnv)):
         raise ConfigError(f"env must be an env id, a gymnasium.Env or a gymnasium VectorEnv, got {type(env).__name__}")
-    return env, spec.id if spec is not None else name
+    spec = env.envs[0].spec if env.spec is None and isinstance(env, gym.vector.SyncVectorEnv) else env.spec
+    env_id = spec.id if spec is not None else type(env.unwrapped).__name__
+    if isinstance(env, gym.Env):
+        single = wrap_env(TorchEnvToNumpy(env), wrappers, frame_stack)
+        return gym.vector.SyncVectorEnv([lambda: single]), env_id
+    if frame_stack > 1 or not all(entry.is_vector for entry in wrappers):
+        raise ConfigError(
+            "frame_stack and per-copy env_wrappers cannot wrap the copies of a VectorEnv that is already built; "
+            "pass an env id or a gymnasium.Env, or wrap the copies when you build the VectorEnv"
+        )
+    return env, env_id
 
 
 def add_training_layers(

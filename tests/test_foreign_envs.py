@@ -221,14 +221,29 @@ def _cartpoles(handover: str, speaks_torch: bool) -> gym.Env | gym.vector.Vector
     return ActionSeen(SingleNumpyToTorch(env)) if speaks_torch else env
 
 
+def _three_updates_each(agents: list[RecurrentAgent]) -> list[RecurrentAgent]:
+    """``agents``, each after three updates (side-by-side twins, compared after)."""
+    for agent in agents:
+        agent.learn(10**6, callback=lambda agent: agent.iterations < 3, progress_bar=False)
+    return agents
+
+
+def _whole_episodes(name: str, copies: int) -> dict[str, Any]:
+    """TINY settings of ``copies`` copies in which CartPole's episodes end as the env ends them: PPO's rollouts
+    long enough to hold some, the episodic trainers' safety net at CartPole's own 500 steps."""
+    if name == "ppo":
+        return {**TINY[name], "num_envs": copies, "n_steps": 64, "batch_size": 32}
+    return {**TINY[name], "num_envs": copies, "max_episode_steps": 500}
+
+
 @pytest.mark.parametrize("handover", ["vector env", "gymnasium.Env"])
 @pytest.mark.parametrize("name", ["ppo", "reinforce"])
 def test_an_env_that_speaks_torch_trains_exactly_as_its_numpy_twin(name: str, handover: str) -> None:
     """The conversion at the env's boundary changes no number: the same seed gives the same parameters."""
     settings = {**TINY[name], "num_envs": 2 if handover == "vector env" else 1}
-    agents = [agent_class(name)(_cartpoles(handover, torch_env), seed=3, **settings) for torch_env in (False, True)]
-    for agent in agents:
-        agent.learn(10**6, callback=lambda agent: agent.iterations < 3, progress_bar=False)
+    agents = _three_updates_each(
+        [agent_class(name)(_cartpoles(handover, torch_env), seed=3, **settings) for torch_env in (False, True)]
+    )
     assert _same_parameters(*agents)
     spy = agents[1].env
     while not isinstance(spy, (ActionsSeen, ActionSeen)):
@@ -301,13 +316,11 @@ def test_rewards_and_flags_in_other_shapes_and_types_train_as_gymnasium_s(outcom
     """Integer flags were masked wrong (``~1`` is -2, true: every autoreset step counted as a transition); float
     flags, ``[n, 1]`` rewards and lists of rewards stopped the run. Taken as the ``[n]`` arrays they hold, they train
     exactly as the env that returns what gymnasium says."""
-    agents = [
+    agents = _three_updates_each([
         RecurrentPPO(env, seed=5, **{**TINY["ppo"], "n_steps": 64, "batch_size": 32})
         for env in (gym.make_vec("CartPole-v1", 2, vectorization_mode="sync"),
                     OutcomesAs(gym.make_vec("CartPole-v1", 2, vectorization_mode="sync"), OTHER_OUTCOMES[outcomes]))
-    ]
-    for agent in agents:
-        agent.learn(10**6, callback=lambda agent: agent.iterations < 3, progress_bar=False)
+    ])
     assert not agents[0].buffer.valid.all(), "the rollout must hold autoreset steps"
     np.testing.assert_array_equal(agents[1].buffer.valid, agents[0].buffer.valid)
     assert _same_parameters(*agents)
@@ -336,10 +349,7 @@ def _halved_cartpole_recording_its_own() -> gym.Env:
 def test_the_env_s_own_episode_returns_are_logged_beside_ours(name: str) -> None:
     """``rollout/env_ep_rew_mean`` is what the env's own statistics say; ``rollout/ep_rew_mean`` the wrapped env's."""
     env = gym.vector.SyncVectorEnv([_halved_cartpole_recording_its_own] * 4)
-    settings = {**TINY[name], "num_envs": 4, **({"n_steps": 64, "batch_size": 32} if name == "ppo" else {})}
-    if name != "ppo":
-        settings["max_episode_steps"] = 500  # whole episodes: the env reports only those that end
-    agent = agent_class(name)(env, seed=0, **settings)
+    agent = agent_class(name)(env, seed=0, **_whole_episodes(name, 4))
     agent.learn(10**6, callback=lambda agent: agent.iterations < 2, progress_bar=False)
     scalars = agent.latest_scalars
     assert scalars["rollout/env_ep_rew_mean"] == pytest.approx(2 * scalars["rollout/ep_rew_mean"])
@@ -359,10 +369,7 @@ def test_an_env_s_own_episode_info_in_another_format_is_left_alone(name: str) ->
     """It moves out of the way of ours as gymnasium's would, and nothing reads it as returns."""
     copies = 4 if name == "evolino" else 2
     env = EpisodeCounter(gym.make_vec("CartPole-v1", copies, vectorization_mode="sync"))
-    settings = {**TINY[name], "num_envs": copies, **({"n_steps": 64, "batch_size": 32} if name == "ppo" else {})}
-    if name != "ppo":
-        settings["max_episode_steps"] = 500
-    agent = agent_class(name)(env, seed=0, **settings)
+    agent = agent_class(name)(env, seed=0, **_whole_episodes(name, copies))
     agent.learn(10**6, callback=lambda agent: agent.iterations < 2, progress_bar=False)
     assert "rollout/ep_rew_mean" in agent.latest_scalars and "rollout/env_ep_rew_mean" not in agent.latest_scalars
     agent.close()
