@@ -20,12 +20,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium.wrappers.vector import NormalizeObservation, NormalizeReward, RecordEpisodeStatistics
 
 from envs.batched import TaskVectorEnv
 from rl_lstm.errors import CheckpointError
-from rl_lstm.exploration import CountBonus
-from rl_lstm.vec_env import PrevActionReward
+from rl_lstm.vec_env import EPISODE_WRAPPER_STATE
 
 FORMAT_VERSION = 2  # 2: plain data only, read with weights_only=True; 1 pickled numpy and gymnasium objects
 REQUIRED_KEYS = (
@@ -43,15 +41,6 @@ REQUIRED_KEYS = (
     "extra",
 )
 NUMPY_TAG = "__numpy__"  # marks a dict that stands for a numpy array ("array") or scalar ("scalar")
-# The vector wrappers rl_lstm puts around an env, with the per-copy arrays their step reads (the running
-# statistics of the normalizers are saved on their own, by rl_lstm.vec_env.normalization_state).
-EPISODE_WRAPPER_STATE: dict[type, tuple[str, ...]] = {
-    RecordEpisodeStatistics: ("episode_returns", "episode_lengths", "prev_dones"),
-    NormalizeObservation: (),
-    NormalizeReward: ("accumulated_reward", "_prev_dones"),
-    PrevActionReward: ("prev_actions", "prev_rewards", "prev_dones"),
-    CountBonus: ("autoresetting",),  # its counts are statistics, saved with the normalizers'
-}
 # Modules whose objects format 1 pickled: a file that fails to load only because of them was written by an older
 # rl_lstm, not crafted.
 _FORMAT_1_MODULES = ("numpy.", "gymnasium.")

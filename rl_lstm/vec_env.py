@@ -200,7 +200,7 @@ class PrevActionReward(gym.vector.VectorWrapper):
         self.single_observation_space = prev_action_reward_space(env.single_observation_space, env.single_action_space)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self._no_actions = _no_action(env.single_action_space, (self.num_envs,))
-        # Per copy, saved with checkpoints (rl_lstm.checkpoints.EPISODE_WRAPPER_STATE) so a resumed run goes on alike.
+        # Per copy, saved with checkpoints (EPISODE_WRAPPER_STATE, below) so a resumed run goes on alike.
         self.prev_actions = self._no_actions.copy()
         self.prev_rewards = np.zeros((self.num_envs, 1), dtype=np.float32)
         self.prev_dones = np.zeros(self.num_envs, dtype=bool)
@@ -408,12 +408,23 @@ class TorchEnvToNumpy(_TorchBoundary, gym.Wrapper):
     """One env copy that speaks torch, as one that speaks numpy: what gymnasium's SyncVectorEnv stacks."""
 
 
+# The vector wrappers rl_lstm puts around an env, with the per-copy arrays their step reads: what a checkpoint saves
+# of the episodes in flight (rl_lstm.checkpoints.env_state; the normalizers' running statistics are saved on their
+# own, by normalization_state). A new wrapper of ours is added here, once.
+EPISODE_WRAPPER_STATE: dict[type, tuple[str, ...]] = {
+    RecordEpisodeStatistics: ("episode_returns", "episode_lengths", "prev_dones"),
+    NormalizeObservation: (),
+    NormalizeReward: ("accumulated_reward", "_prev_dones"),
+    PrevActionReward: ("prev_actions", "prev_rewards", "prev_dones"),
+    CountBonus: ("autoresetting",),  # its counts are statistics, saved with the normalizers'
+}
+
+
 def is_built_in(vector_env: gym.vector.VectorEnv) -> bool:
     """Whether ``vector_env`` is a built-in native vector env inside none but the wrappers rl_lstm puts around envs
-    (and gymnasium's RecordEpisodeStatistics): one that only speaks numpy and reports no episode statistics of its
-    own. Any other gets a :class:`ForeignEnvBoundary`."""
-    numpy_wrappers = (RecordEpisodeStatistics, NormalizeObservation, NormalizeReward, PrevActionReward, CountBonus)
-    while isinstance(vector_env, numpy_wrappers):
+    (:data:`EPISODE_WRAPPER_STATE`'s): one that only speaks numpy and reports no episode statistics of its own. Any
+    other gets a :class:`ForeignEnvBoundary`."""
+    while type(vector_env) in EPISODE_WRAPPER_STATE:
         vector_env = vector_env.env
     return isinstance(vector_env, TaskVectorEnv)
 
