@@ -1,6 +1,7 @@
 """Benchmarks whose figures go into docs/benchmarks.md, each measured side by side in one run.
 
     python scripts/benchmark.py envs         # native vector envs against SyncVectorEnv
+    python scripts/benchmark.py boundary     # what ForeignEnvBoundary costs on a SyncVectorEnv of CartPole-v1
     python scripts/benchmark.py ppo-vs-sb3   # our recurrent PPO against sb3-contrib's, same hyperparameters
     python scripts/benchmark.py ppo          # our recurrent PPO on the memory tasks, several seeds
     python scripts/benchmark.py evolino-speed  # RL Evolino: batched population evaluation, Ray workers
@@ -118,6 +119,51 @@ def benchmark_envs(args: argparse.Namespace) -> str:
     return "## Environments: native vector env vs SyncVectorEnv\n\n" + "\n".join(lines)
 
 
+def benchmark_boundary(args: argparse.Namespace) -> str:
+    """What rl_lstm's ForeignEnvBoundary costs on gymnasium's SyncVectorEnv of an env we did not write."""
+    from rl_lstm.vec_env import ForeignEnvBoundary
+
+    lines = [
+        "| env | copies | µs per vector step, bare | inside the boundary | added | steps/s inside / bare |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    slowest_ratio = float("inf")
+    for copies in args.copies:
+        bare = gym.make_vec(args.env, num_envs=copies, vectorization_mode="sync")
+        boundary = ForeignEnvBoundary(bare)
+        boundary.reset(seed=0)
+        bare.action_space.seed(0)
+        action_batches = [bare.action_space.sample() for _ in range(args.block)]
+        # One env stepped bare and through the boundary in alternate blocks, so that the machine's drift falls on
+        # both alike; each figure is the median over blocks.
+        microseconds: dict[str, list[float]] = {"bare": [], "boundary": []}
+        for _ in range(args.blocks):
+            for kind, env in (("bare", bare), ("boundary", boundary)):
+                start = time.perf_counter()
+                for actions in action_batches:
+                    env.step(actions)
+                microseconds[kind].append((time.perf_counter() - start) / args.block * 1e6)
+        boundary.close()
+        bare_us, boundary_us = (float(np.median(microseconds[kind])) for kind in ("bare", "boundary"))
+        ratio = bare_us / boundary_us
+        slowest_ratio = min(slowest_ratio, ratio)
+        row = (
+            f"| `{args.env}` | {copies} | {bare_us:.1f} | {boundary_us:.1f} | {boundary_us - bare_us:.1f} "
+            f"| {ratio:.2f}x |"
+        )
+        print(row, flush=True)
+        lines.append(row)
+    return (
+        "## The boundary of an env we did not build: what it costs\n\n"
+        + "\n".join(lines)
+        + "\n\nEvery vector env rl_lstm did not build trains inside a `rl_lstm.vec_env.ForeignEnvBoundary` (numpy "
+        "above it, one flag and reward per copy, the env's own episode statistics moved out of the way). Each row "
+        f"steps one gymnasium SyncVectorEnv of `{args.env}` with random actions, bare and through the boundary in "
+        f"alternate blocks of {args.block} vector steps, {args.blocks} blocks each, and reports the median time per "
+        f"vector step. Slowest: the boundary keeps **{slowest_ratio:.2f}x** of the bare env's steps per second."
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse the benchmark name and its options, run it, and record the result."""
     import benchmark_convlstm
@@ -135,6 +181,13 @@ def main(argv: list[str] | None = None) -> None:
     envs_parser.add_argument("--env-ids", nargs="+", default=None, help="default: every built-in env")
     envs_parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     envs_parser.set_defaults(run=benchmark_envs)
+    boundary_parser = subparsers.add_parser("boundary", help="ForeignEnvBoundary's cost on a SyncVectorEnv")
+    boundary_parser.add_argument("--env", default="CartPole-v1", help="a gymnasium id we did not write")
+    boundary_parser.add_argument("--copies", type=int, nargs="+", default=[1, 8, 64])
+    boundary_parser.add_argument("--block", type=int, default=200, help="vector steps timed at a time")
+    boundary_parser.add_argument("--blocks", type=int, default=50, help="blocks timed each way")
+    boundary_parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    boundary_parser.set_defaults(run=benchmark_boundary)
     benchmark_ppo.add_parsers(subparsers)
     benchmark_evolino.add_parsers(subparsers)
     benchmark_memory.add_parsers(subparsers)

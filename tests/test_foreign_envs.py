@@ -10,6 +10,7 @@ cannot hide a missing one. A space a trainer cannot take is our ``ConfigError`` 
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -343,6 +344,20 @@ def _halved_cartpole_recording_its_own() -> gym.Env:
     make_env normalizes rewards above its RecordEpisodeStatistics)."""
     recorded = gym.wrappers.RecordEpisodeStatistics(gym.make("CartPole-v1"))
     return gym.wrappers.TransformReward(recorded, lambda reward: 0.5 * reward)
+
+
+def test_the_boundary_benchmark_times_a_sync_env_bare_and_inside_the_boundary() -> None:
+    """scripts/benchmark.py boundary, tiny: a row per number of copies, both rates measured, the cost in µs."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    import benchmark
+
+    section = benchmark.benchmark_boundary(
+        argparse.Namespace(env="CartPole-v1", copies=[1, 4], block=5, blocks=2)
+    )
+    rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| `CartPole-v1`")]
+    assert [row[1] for row in rows] == ["1", "4"]
+    assert all(float(row[2]) > 0 and float(row[3]) > 0 and float(row[5].rstrip("x |")) > 0 for row in rows)
+    assert "the boundary keeps" in section
 
 
 @pytest.mark.parametrize("name", AGENTS)
