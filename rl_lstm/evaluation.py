@@ -33,6 +33,7 @@ from rl_lstm.checkpoints import load_checkpoint
 from rl_lstm.errors import ConfigError, RLLSTMError
 from rl_lstm.vec_env import (
     SinglePrevActionReward,
+    TorchEnvToNumpy,
     action_masks,
     add_training_layers,
     load_normalization_state,
@@ -148,6 +149,16 @@ def _observation_statistics(agent: RecurrentAgent) -> dict[str, Any]:
     return {"observation": saved["observation"]} if "observation" in saved else {}
 
 
+def _require_registered_id(agent: RecurrentAgent, call: str) -> None:
+    """A ConfigError, saying to pass an env as ``call`` does, where the agent's env id names no registered env."""
+    if ":" not in agent.env_id and agent.env_id not in gym.registry:
+        raise ConfigError(
+            f"{agent.env_id!r} is no registered env id: the agent trained on an env object gymnasium knows no id "
+            f"for, so no fresh copy of it can be built. Pass one: {call}, or register it (gymnasium.register) and "
+            "train from its id"
+        )
+
+
 def evaluate_agent(
     agent: RecurrentAgent,
     num_episodes: int = 100,
@@ -171,12 +182,7 @@ def evaluate_agent(
     layers = {"normalize_observations": "observation" in statistics,
               "prev_action_reward": agent.config.prev_action_reward}
     if env is None:
-        if ":" not in agent.env_id and agent.env_id not in gym.registry:
-            raise ConfigError(
-                f"{agent.env_id!r} is no registered env id: the agent trained on an env object gymnasium knows no id "
-                "for, so no fresh copy of it can be built. Pass one: evaluate_agent(agent, env=YourEnv()), or "
-                "register it (gymnasium.register) and train from its id"
-            )
+        _require_registered_id(agent, "evaluate_agent(agent, env=YourEnv())")
         num_envs = min(num_episodes, agent.config.num_envs if num_envs is None else num_envs)
         env = make_vector_env(agent.env_id, num_envs, env_kwargs={**agent.config.env_kwargs, **(env_kwargs or {})},
                               vectorization=agent.config.vectorization, env_wrappers=agent.config.env_wrappers,
@@ -226,8 +232,17 @@ def evaluate_agent(
     return EvaluationResult(np.array(returns), np.array(lengths), np.array(successes) if any_success_reported else None)
 
 
-def _make_single_env(agent: RecurrentAgent, render_mode: str | None) -> gym.Env:
-    """One copy of the agent's env with its env_kwargs and wrappers (unnormalized: see :func:`_observe_like`)."""
+class _LeftOpen(gym.Wrapper):
+    """A user's env, which closing the layers around it leaves open: closing it is its owner's to do."""
+
+    def close(self) -> None:
+        pass
+
+
+def _make_single_env(agent: RecurrentAgent, render_mode: str | None, env: gym.Env | None, call: str) -> gym.Env:
+    """One copy of the agent's env with its env_kwargs and wrappers (unnormalized: see :func:`_observe_like`), or
+    ``env``, a user's, inside those wrappers and left open; ``call`` is how to pass one where the id is not
+    registered."""
     wrappers = parse_wrappers(agent.config.env_wrappers)
     vector_wrappers = [entry.path for entry in wrappers if entry.is_vector]
     if vector_wrappers:
@@ -235,8 +250,49 @@ def _make_single_env(agent: RecurrentAgent, render_mode: str | None) -> gym.Env:
             f"videos and memory plots play a single env, which the vector wrappers {vector_wrappers} cannot wrap; "
             "evaluate without --video and --plot-memory, or train with gymnasium.Wrapper wrappers instead"
         )
-    env = gym.make(resolve_env_id(agent.env_id), render_mode=render_mode, **agent.config.env_kwargs)
+    if env is not None:
+        if not isinstance(env, gym.Env):
+            raise ConfigError(
+                f"videos and memory plots play one env: pass a gymnasium.Env, not a {type(env).__name__}"
+            )
+        return wrap_env(TorchEnvToNumpy(_LeftOpen(env)), wrappers, agent.config.frame_stack)
+    _require_registered_id(agent, call)
+    # Only where a renderer is asked for: an env whose constructor takes no render_mode still plays.
+    render_kwargs = {} if render_mode is None else {"render_mode": render_mode}
+    env_id = resolve_env_id(agent.env_id)
+    try:
+        env = gym.make(env_id, **render_kwargs, **agent.config.env_kwargs)
+    except TypeError as error:
+        if render_mode is None:
+            raise
+        raise ConfigError(
+            f"env {agent.env_id!r} cannot be made with render_mode={render_mode!r} ({error}); it draws no frames "
+            "to record: evaluate without --video"
+        ) from error
     return wrap_env(env, wrappers, agent.config.frame_stack)
+
+
+def _first_frame(agent: RecurrentAgent, env: gym.Env, fix: str) -> None:
+    """Reset ``env`` (made to record ``agent``'s episodes) and render once: a clear error, ending in ``fix``, where it
+    cannot draw an RGB frame."""
+    if env.render_mode != "rgb_array":
+        raise ConfigError(
+            f"env {agent.env_id!r} renders {env.render_mode!r}, not the 'rgb_array' frames a video is made of; {fix}"
+        )
+    try:
+        env.reset(seed=0)
+        frame = env.render()
+    except gym.error.DependencyNotInstalled as error:
+        raise MissingDependencyError(
+            f"env {agent.env_id!r} draws its frames with a package that is not installed: {error} (gymnasium's own "
+            "envs draw with pygame, which pip install 'rl-lstm[video]' installs)"
+        ) from error
+    if not (isinstance(frame, np.ndarray) and frame.ndim == 3 and frame.shape[-1] == 3):
+        shape = getattr(frame, "shape", None)
+        raise ConfigError(
+            f"env {agent.env_id!r} rendered {type(frame).__name__}{'' if shape is None else f' of shape {shape}'} "
+            f"in render_mode 'rgb_array', not an RGB frame [height, width, 3]; {fix}"
+        )
 
 
 def _observe_like(agent: RecurrentAgent, env: gym.Env) -> gym.Env:
@@ -287,28 +343,47 @@ def _require_moviepy() -> None:
         ) from error
 
 
-def record_video(
-    agent: RecurrentAgent, video_dir: str | Path, episodes: int = 1, seed: int = 0, deterministic: bool = True
-) -> list[Path]:
-    """Record ``episodes`` episodes of ``agent`` as .mp4 files in ``video_dir``; the paths written."""
+VIDEO_CALL = "record_video(agent, video_dir, env=YourEnv(render_mode='rgb_array'))"
+
+
+def check_video(agent: RecurrentAgent, env: gym.Env | None = None) -> None:
+    """Whether :func:`record_video` can record ``agent`` (on ``env``, if given): a clear error where moviepy, or the
+    package the env draws with, is missing, or where the env draws no RGB frames."""
     _require_moviepy()
+    fix = "evaluate without --video" if env is None else "make the env you pass with render_mode='rgb_array'"
+    single = _make_single_env(agent, "rgb_array", env, VIDEO_CALL)
+    try:
+        _first_frame(agent, single, fix)
+    finally:
+        single.close()
+
+
+def record_video(
+    agent: RecurrentAgent,
+    video_dir: str | Path,
+    episodes: int = 1,
+    seed: int = 0,
+    deterministic: bool = True,
+    env: gym.Env | None = None,
+) -> list[Path]:
+    """Record ``episodes`` episodes of ``agent`` as .mp4 files in ``video_dir``; the paths written. ``env``, made
+    with ``render_mode='rgb_array'``, is an env to play instead of a fresh one of the agent's id (left open)."""
     if episodes < 1:
         raise ConfigError(f"video episodes must be at least 1, got {episodes}")
+    check_video(agent, env)
     video_dir = Path(video_dir)
     name_prefix = re.sub(r"[^\w.-]", "-", agent.env_id)
-    recorder = RecordVideo(
-        _make_single_env(agent, render_mode="rgb_array"), str(video_dir), episode_trigger=lambda _: True,
-        name_prefix=name_prefix,
-    )
-    env = _observe_like(agent, recorder)
+    single = _make_single_env(agent, "rgb_array", env, VIDEO_CALL)
+    recorder = RecordVideo(single, str(video_dir), episode_trigger=lambda _: True, name_prefix=name_prefix)
+    played = _observe_like(agent, recorder)
     try:
         with _seeded_torch(seed):
             for episode in range(episodes):
                 # Later episodes continue the env's random stream instead of replaying the first one.
-                for _ in _play_episode(agent, env, seed if episode == 0 else None, deterministic):
+                for _ in _play_episode(agent, played, seed if episode == 0 else None, deterministic):
                     pass
     finally:
-        env.close()  # writes the last episode's video
+        played.close()  # writes the last episode's video
     written = [video_dir / f"{name_prefix}-episode-{episode}.mp4" for episode in range(episodes)]
     return [path for path in written if path.is_file()]
 
@@ -329,10 +404,12 @@ class MemoryTrace:
 
 
 def record_memory(
-    agent: RecurrentAgent, seed: int = 0, max_steps: int = 1000, deterministic: bool = True
+    agent: RecurrentAgent, seed: int = 0, max_steps: int = 1000, deterministic: bool = True, env: gym.Env | None = None
 ) -> MemoryTrace:
-    """Play one episode (at most ``max_steps`` steps) and record each step's observation and core memory."""
-    env = _observe_like(agent, _make_single_env(agent, render_mode=None))
+    """Play one episode (at most ``max_steps`` steps) and record each step's observation and core memory; on
+    ``env``, if given, instead of a fresh env of the agent's id (left open)."""
+    single = _make_single_env(agent, None, env, "record_memory(agent, env=YourEnv()), plot_memory(..., env=YourEnv())")
+    env = _observe_like(agent, single)
     observations, cell_states, rewards = [], [], []
     try:
         with _seeded_torch(seed), torch.no_grad():
@@ -347,10 +424,16 @@ def record_memory(
 
 
 def plot_memory(
-    agent: RecurrentAgent, path: str | Path, seed: int = 0, max_steps: int = 1000, deterministic: bool = True
+    agent: RecurrentAgent,
+    path: str | Path,
+    seed: int = 0,
+    max_steps: int = 1000,
+    deterministic: bool = True,
+    env: gym.Env | None = None,
 ) -> Path:
-    """Draw one episode's observations (top) and every core unit's cell state (bottom) over time as a PNG."""
-    trace = record_memory(agent, seed=seed, max_steps=max_steps, deterministic=deterministic)
+    """Draw one episode's observations (top) and every core unit's cell state (bottom) over time as a PNG; on
+    ``env``, if given, instead of a fresh env of the agent's id (left open)."""
+    trace = record_memory(agent, seed=seed, max_steps=max_steps, deterministic=deterministic, env=env)
     steps = len(trace.rewards)
     # A Figure without pyplot renders PNGs with Agg and touches no global backend state.
     figure = Figure(figsize=(max(6.0, min(20.0, 0.15 * steps + 4)), 7), layout="constrained")
@@ -450,9 +533,9 @@ def main(argv: list[str] | None = None) -> int:
     output = Path(args.output) if args.output is not None else (source if source.is_dir() else source.parent)
     deterministic = not args.stochastic
     try:
-        if args.video:
-            _require_moviepy()  # fail before a long evaluation, not after it
         agent = load_agent(source, device=args.device)
+        if args.video:
+            check_video(agent)  # fail before a long evaluation, not after it
         result = evaluate_agent(
             agent, num_episodes=args.episodes, deterministic=deterministic, seed=args.seed, num_envs=args.num_envs
         )
@@ -467,15 +550,18 @@ def main(argv: list[str] | None = None) -> int:
             "seed": args.seed,
             **result.to_dict(),
         }
-        written: list[Path] = []
+        # Written now and again with what follows: a video or plot that fails does not lose the evaluation.
+        report_path = output / "eval.json"
+        report_path.write_text(json.dumps(report, indent=2) + "\n")
+        written = [report_path]
         if args.video:
-            written += record_video(agent, output / "videos", args.video_episodes, args.seed, deterministic)
-            report["videos"] = [str(path) for path in written]
+            videos = record_video(agent, output / "videos", args.video_episodes, args.seed, deterministic)
+            report["videos"] = [str(path) for path in videos]
+            written += videos
         if args.plot_memory:
             written.append(plot_memory(agent, output / "memory.png", seed=args.seed, deterministic=deterministic))
             report["memory_plot"] = str(written[-1])
-        (output / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
-        written.insert(0, output / "eval.json")
+        report_path.write_text(json.dumps(report, indent=2) + "\n")
     except (RLLSTMError, OSError) as error:
         print(f"rl-lstm evaluate: error: {error}", file=sys.stderr)
         return 2

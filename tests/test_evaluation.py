@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from gymnasium.wrappers.vector import NormalizeObservation
 from agents.ppo import RecurrentPPO
 from envs.oracle import make_oracle
 from envs.tmaze import EAST
+from rl_lstm import evaluation
 from rl_lstm.errors import CheckpointError, ConfigError
 from rl_lstm.evaluation import (
     EvaluationResult,
@@ -23,6 +25,7 @@ from rl_lstm.evaluation import (
     evaluate_agent,
     load_agent,
     main,
+    plot_memory,
     record_memory,
     record_video,
 )
@@ -310,3 +313,95 @@ def test_an_env_object_given_to_evaluate_plays_as_a_fresh_one_of_the_agent_s_id(
     np.testing.assert_array_equal(given.returns, by_id.returns)
     np.testing.assert_array_equal(given.lengths, by_id.lengths)
     agent.close()
+
+
+# ---- videos and memory plots of envs we did not write -------------------------------------------------------------
+@pytest.fixture
+def cartpole_checkpoint(tmp_path: Path) -> Path:
+    agent = RecurrentPPO("CartPole-v1", seed=0, num_envs=2, n_steps=16, seq_len=8, batch_size=32,
+                         normalize_observations=True)
+    agent.learn(32, progress_bar=False)
+    path = tmp_path / "checkpoints" / "latest.pt"
+    agent.save(path)
+    agent.close()
+    return path
+
+
+def test_the_cli_records_a_video_and_plots_the_memory_of_cartpole_in_a_fresh_process(
+    cartpole_checkpoint: Path, tmp_path: Path
+) -> None:
+    """gymnasium's CartPole draws its frames with pygame (the video extra); the process imports it fresh."""
+    pytest.importorskip("moviepy")
+    pytest.importorskip("pygame")
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys; from rl_lstm.cli import main; sys.exit(main())", "evaluate",
+         str(cartpole_checkpoint), "--episodes", "2", "--video", "--plot-memory", "--output", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "out" / "eval.json").read_text())
+    (video,) = (tmp_path / "out" / "videos").glob("*.mp4")
+    assert report["videos"] == [str(video)] and video.stat().st_size > 0
+    assert report["num_episodes"] == 2
+    assert (tmp_path / "out" / "memory.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_video_of_an_env_whose_renderer_is_missing_stops_before_the_evaluation_naming_the_package(
+    cartpole_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    pytest.importorskip("moviepy")
+    monkeypatch.setitem(sys.modules, "pygame", None)  # makes CartPole's `import pygame` fail
+    assert main([str(cartpole_checkpoint), "--episodes", "2", "--video", "--output", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert "'CartPole-v1' draws its frames with a package that is not installed" in error
+    assert "pygame" in error and "rl-lstm[video]" in error and "Traceback" not in error
+
+
+def test_a_video_of_an_env_that_draws_no_frames_is_a_config_error_and_its_memory_plot_is_drawn(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """foreign/Spaces-v0's constructor takes no render_mode: no video, but the memory plot needs none."""
+    pytest.importorskip("moviepy")
+    agent = RecurrentPPO("foreign_envs:foreign/Spaces-v0", seed=0, num_envs=2, n_steps=8, seq_len=8, batch_size=16)
+    agent.save(tmp_path / "agent.pt")
+    assert main([str(tmp_path / "agent.pt"), "--episodes", "2", "--video"]) == 2
+    assert "cannot be made with render_mode='rgb_array'" in capsys.readouterr().err
+    assert not (tmp_path / "eval.json").exists()
+    assert main([str(tmp_path / "agent.pt"), "--episodes", "2", "--plot-memory"]) == 0
+    assert (tmp_path / "memory.png").read_bytes().startswith(b"\x89PNG")
+    agent.close()
+
+
+def test_an_agent_trained_on_an_env_object_is_recorded_and_plotted_on_one_it_is_given(tmp_path: Path) -> None:
+    pytest.importorskip("moviepy")
+    pytest.importorskip("pygame")
+    from gymnasium.envs.classic_control import CartPoleEnv
+
+    agent = RecurrentPPO(CartPoleEnv(), seed=0, num_envs=1, n_steps=16, seq_len=8, batch_size=16)
+    agent.learn(16, progress_bar=False)
+    for call in (lambda: record_video(agent, tmp_path / "videos"), lambda: plot_memory(agent, tmp_path / "m.png")):
+        with pytest.raises(ConfigError, match=r"'CartPoleEnv' is no registered env id.*env=YourEnv\("):
+            call()
+    with pytest.raises(ConfigError, match=r"renders None, not the 'rgb_array' frames.*render_mode='rgb_array'"):
+        record_video(agent, tmp_path / "videos", env=CartPoleEnv())
+    env = CartPoleEnv(render_mode="rgb_array")
+    (video,) = record_video(agent, tmp_path / "videos", env=env)
+    assert video.stat().st_size > 0
+    assert plot_memory(agent, tmp_path / "m.png", env=env).read_bytes().startswith(b"\x89PNG")
+    env.reset(seed=0)  # still open: the user's env is the user's to close
+    assert env.render().shape[-1] == 3
+    env.close()
+    agent.close()
+
+
+def test_eval_json_outlives_a_video_that_fails(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("moviepy")
+
+    def full_disk(*_args: object, **_kwargs: object) -> list[Path]:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(evaluation, "record_video", full_disk)
+    assert main([str(run_dir), "--episodes", "3", "--video", "--output", str(tmp_path)]) == 2
+    assert json.loads((tmp_path / "eval.json").read_text())["num_episodes"] == 3
