@@ -140,9 +140,10 @@ def plot_command(args: argparse.Namespace) -> int:
 
 def compare_command(args: argparse.Namespace) -> int:
     """``rl-lstm compare``: per-task scores from eval.json and aggregates with stratified bootstrap CIs."""
-    from rl_lstm.results import compare_runs, comparison_tables, plot_intervals
+    from rl_lstm.results import compare_runs, comparison_tables, parse_score_ranges, plot_intervals
 
-    comparison = compare_runs(args.run_dirs, resamples=args.resamples, seed=args.seed)
+    score_ranges = parse_score_ranges(args.score_range)
+    comparison = compare_runs(args.run_dirs, resamples=args.resamples, seed=args.seed, score_ranges=score_ranges)
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     (output / "compare.json").write_text(json.dumps(comparison.to_dict(), indent=2) + "\n")
@@ -219,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     compare.add_argument("--output", default=".", help="folder for compare.json and compare.png (default: here)")
     compare.add_argument("--resamples", type=int, default=50_000, help="bootstrap resamples (default 50000)")
     compare.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    compare.add_argument("--score-range", action="append", default=[], metavar="ENV=LOW:OPTIMUM",
+                         help="normalize an env's returns from LOW (a number, or 'random': a uniformly random "
+                         "policy's mean return) to OPTIMUM, e.g. CartPole-v1=0:500; for envs we did not write, whose "
+                         "optimum rl_lstm does not know (repeat it for several envs)")
     add_tune_arguments(subparsers.add_parser("tune", help="hyperparameter search with Optuna"))
     oracles = subparsers.add_parser("oracles", help="run every built-in task's scripted oracle")
     oracles.add_argument("--episodes", type=int, default=100, help="episodes per env")

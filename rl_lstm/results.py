@@ -21,8 +21,9 @@ seeds, each with a stratified bootstrap 95% confidence interval:
 The optimum of a built-in task is its oracle's ``expected_return`` (``envs/oracle.py``): the best return where one
 exists (T-mazes, recall tasks, CartPole's 500) and the solved threshold on Pendulum (-200; scores above 1 happen
 there). The low end is 0 where the optimum is positive; on Pendulum, whose optimum is negative, it is the mean
-return of a uniformly random policy (100 episodes, seed 0). An env we did not write has no known optimum: its raw
-returns are reported and it is left out of the normalized aggregates, with a note saying so.
+return of a uniformly random policy (100 episodes, seed 0). An env we did not write has no known optimum: the user
+gives its range (``--score-range ENV=LOW:OPTIMUM``, :func:`parse_score_ranges`), or its raw returns are reported and
+it is left out of the normalized aggregates, with a note saying so.
 
 Why scipy and not rliable: rliable 1.2.0 imports only with pandas < 3 (its ``arch`` dependency breaks on pandas 3,
 and arch 8 breaks rliable's call), and pinning pandas would hold it back for every user of rl_lstm. The statistics
@@ -53,6 +54,7 @@ from rl_lstm.config import read_yaml
 from rl_lstm.errors import ConfigError
 from rl_lstm.logger import flatten_hparams
 from rl_lstm.training import CHECKPOINTS
+from rl_lstm.vec_env import resolve_env_id
 
 # Config keys that do not make runs differ as algorithms: the seed, where and how the run was logged, its budget;
 # the env and agent are a group's other coordinates.
@@ -303,9 +305,10 @@ def stratified_bootstrap(
 
 @functools.cache
 def _random_policy_return(env_id: str, env_kwargs_json: str, episodes: int = 100, seed: int = 0) -> float:
-    """Mean return of uniformly random actions over ``episodes`` episodes of a built-in env (one per copy)."""
+    """Mean return of uniformly random actions over ``episodes`` episodes of an env (one per copy; a native vector
+    env where the id has one, else gymnasium's SyncVectorEnv)."""
     env = gym.wrappers.vector.RecordEpisodeStatistics(
-        gym.make_vec(env_id, num_envs=episodes, vectorization_mode="vector_entry_point", **json.loads(env_kwargs_json)),
+        gym.make_vec(resolve_env_id(env_id), num_envs=episodes, **json.loads(env_kwargs_json)),
         buffer_length=episodes,
     )
     env.reset(seed=seed)
@@ -324,21 +327,67 @@ class ScoreRange:
 
     low: float
     optimum: float
-    low_source: str  # "zero" or "random policy"
+    low_source: str  # "zero", "random policy" or "given"
+    optimum_source: str = "oracle"  # "oracle" (a built-in task's) or "given" (--score-range)
 
     def normalize(self, value: float) -> float:
         """``value`` as a fraction of the way from ``low`` to ``optimum``."""
         return (value - self.low) / (self.optimum - self.low)
 
 
-def score_range(env_id: str, env_kwargs: dict[str, Any]) -> ScoreRange | None:
-    """The range a built-in env's returns are normalized by; None for an env we did not write."""
+# What --score-range gives for an env: its low end (a number, or RANDOM_LOW) and its optimum.
+GivenRange = tuple[float | str, float]
+RANDOM_LOW = "random"
+SCORE_RANGE_FORM = "ENV=LOW:OPTIMUM, e.g. CartPole-v1=0:500, or Pendulum-v1=random:-200 (low: a random policy's return)"
+
+
+def parse_score_ranges(entries: Sequence[str]) -> dict[str, GivenRange]:
+    """``--score-range`` entries (:data:`SCORE_RANGE_FORM`) as {env id: (low or "random", optimum)}."""
+    ranges: dict[str, GivenRange] = {}
+    for entry in entries:
+        env_id, _, bounds = entry.rpartition("=")
+        low_text, _, optimum_text = bounds.partition(":")
+        try:
+            low = low_text if low_text == RANDOM_LOW else float(low_text)
+            optimum = float(optimum_text)
+        except ValueError:
+            env_id = ""
+        if not env_id or not np.isfinite(optimum) or (low != RANDOM_LOW and not np.isfinite(low)):
+            raise ConfigError(f"--score-range {entry!r} is not {SCORE_RANGE_FORM}")
+        if low == optimum:
+            raise ConfigError(f"--score-range {entry!r}: the low end and the optimum must differ")
+        ranges[env_id] = (low, optimum)
+    return ranges
+
+
+def score_range(env_id: str, env_kwargs: dict[str, Any], given: GivenRange | None = None) -> ScoreRange | None:
+    """The range an env's returns are normalized by: ``given`` (a low end or "random", and an optimum) where the
+    user gave one, else a built-in env's own; None for an env we did not write and no range given."""
+    kwargs_json = json.dumps(env_kwargs, sort_keys=True)
+    if given is not None:
+        low, optimum = given
+        if low != RANDOM_LOW:
+            return ScoreRange(float(low), optimum, "given", "given")
+        low = _random_policy_return(env_id, kwargs_json)
+        if low == optimum:
+            raise ConfigError(f"on {env_id}, a random policy's mean return is {low}, the optimum given: give a low end")
+        return ScoreRange(low, optimum, "random policy", "given")
     if env_id not in BUILTIN_ENV_IDS:
         return None
     optimum = make_oracle(env_id, num_envs=1, **env_kwargs).expected_return
     if optimum > 0:
         return ScoreRange(0.0, optimum, "zero")
-    return ScoreRange(_random_policy_return(env_id, json.dumps(env_kwargs, sort_keys=True)), optimum, "random policy")
+    return ScoreRange(_random_policy_return(env_id, kwargs_json), optimum, "random policy")
+
+
+def _names(env_id: str) -> tuple[str, str]:
+    """An env id as a range may be given for it: with its module (``pkg.module:Env-v0``) and without."""
+    return env_id, env_id.rpartition(":")[2]
+
+
+def _given_range(env_id: str, ranges: dict[str, GivenRange]) -> GivenRange | None:
+    """The range given for ``env_id``, under either of its :func:`_names`."""
+    return next((ranges[name] for name in _names(env_id) if name in ranges), None)
 
 
 def find_eval_json(run_dir: Path) -> Path:
@@ -381,6 +430,7 @@ class TaskResult:
             "optimum": None if span is None else span.optimum,
             "low": None if span is None else span.low,
             "low_source": None if span is None else span.low_source,
+            "optimum_source": None if span is None else span.optimum_source,
             "mean_return": float(self.returns.mean()),
             "mean_score": None if self.scores is None else float(self.scores.mean()),
             "runs": [
@@ -417,9 +467,23 @@ class Comparison:
         }
 
 
-def compare_runs(run_dirs: Sequence[str | Path], resamples: int = 50_000, seed: int = 0) -> Comparison:
-    """Per-task scores from each run's eval.json and each group's aggregates over tasks and seeds."""
+def compare_runs(
+    run_dirs: Sequence[str | Path],
+    resamples: int = 50_000,
+    seed: int = 0,
+    score_ranges: dict[str, GivenRange] | None = None,
+) -> Comparison:
+    """Per-task scores from each run's eval.json and each group's aggregates over tasks and seeds; ``score_ranges``
+    ({env id: (low or "random", optimum)}, as :func:`parse_score_ranges` reads them) normalizes envs we did not
+    write, or overrides a built-in env's range."""
     runs = find_runs(run_dirs)
+    score_ranges = score_ranges or {}
+    unused = [env_id for env_id in score_ranges if not any(env_id in _names(run.env_id) for run in runs)]
+    if unused:
+        raise ConfigError(
+            f"--score-range names {', '.join(unused)}, which no run trained on; the runs' envs: "
+            f"{', '.join(sorted({run.env_id for run in runs}))}"
+        )
     differing = differing_config(runs)
     tasks = []
     for (task, label), group in group_runs(runs).items():
@@ -427,8 +491,10 @@ def compare_runs(run_dirs: Sequence[str | Path], resamples: int = 50_000, seed: 
         returns = np.array([json.loads(path.read_text())["mean_return"] for path in eval_files], dtype=np.float64)
         tasks.append(TaskResult(task, label, differing[group[0].path], [run.path for run in group], eval_files,
                                 [run.seed for run in group], returns,
-                                score_range(group[0].env_id, group[0].env_kwargs)))
-    notes = [f"{task}: no known optimum (not a built-in env), so raw returns only, left out of the aggregates"
+                                score_range(group[0].env_id, group[0].env_kwargs,
+                                            _given_range(group[0].env_id, score_ranges))))
+    notes = [f"{task}: no known optimum (not a built-in env), so raw returns only, left out of the aggregates; "
+             f"give one with --score-range {task.split(' ')[0]}=LOW:OPTIMUM"
              for task in sorted({result.task for result in tasks if result.score_range is None})]
     aggregates = {}
     all_tasks = sorted({result.task for result in tasks if result.scores is not None})
@@ -454,7 +520,7 @@ def comparison_tables(comparison: Comparison) -> list[Table]:
             result.task, result.label, str(len(result.runs)), f"{result.returns.mean():.3f}",
             "raw only" if scores is None else f"{scores.mean():.3f}",
             "no known optimum" if span is None
-            else f"low {span.low:.3g} ({span.low_source}), optimum {span.optimum:.3g}",
+            else f"low {span.low:.3g} ({span.low_source}), optimum {span.optimum:.3g} ({span.optimum_source})",
         )
     aggregates = Table(title=f"Aggregates of normalized scores, stratified bootstrap {CONFIDENCE:.0%} CIs")
     aggregates.add_column("algorithm")

@@ -4,6 +4,7 @@ score normalization, ``rl-lstm plot`` / ``compare``, and the hparams a training 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,14 @@ from rl_lstm.errors import ConfigError
 from rl_lstm.logger import flatten_hparams
 from rl_lstm.results import (
     AGGREGATES,
+    ScoreRange,
     compare_runs,
     iqm,
     learning_curves,
     mean_score,
     median_score,
     optimality_gap,
+    parse_score_ranges,
     score_range,
     stratified_bootstrap,
 )
@@ -197,6 +200,46 @@ def test_a_foreign_env_is_reported_raw_and_left_out_of_the_aggregates(tmp_path: 
     assert comparison.to_dict()["tasks"][0]["runs"][0]["score"] is None
 
 
+def test_a_foreign_env_is_normalized_by_a_score_range_given_for_it(tmp_path: Path) -> None:
+    _write_run(tmp_path, "tmaze", eval_return=4.0)
+    _write_run(tmp_path, "cartpole", env="CartPole-v1", eval_return=250.0)
+    _write_run(tmp_path, "spaces", env="foreign_envs:foreign/Spaces-v0", eval_return=1.0)
+    ranges = parse_score_ranges(["CartPole-v1=0:500", "foreign/Spaces-v0=-1:3"])  # the second without its module
+    comparison = compare_runs([tmp_path], resamples=200, score_ranges=ranges)
+    scores = {result.task: result.scores.tolist() for result in comparison.tasks}
+    assert scores == {"CartPole-v1": [0.5], "foreign_envs:foreign/Spaces-v0": [0.5], TMAZE: [1.0]}
+    assert comparison.aggregates["ppo"]["mean"][0] == pytest.approx(2 / 3)
+    assert not any("no known optimum" in note for note in comparison.notes)
+    cartpole = next(task for task in comparison.to_dict()["tasks"] if task["task"] == "CartPole-v1")
+    assert (cartpole["low"], cartpole["low_source"], cartpole["optimum"], cartpole["optimum_source"]) == (
+        0.0, "given", 500.0, "given")
+
+
+def test_a_score_range_from_a_random_policy_and_one_over_a_built_in_task(tmp_path: Path) -> None:
+    _write_run(tmp_path, "cartpole", env="CartPole-v1", eval_return=500.0)
+    _write_run(tmp_path, "tmaze", eval_return=2.0)
+    ranges = parse_score_ranges(["CartPole-v1=random:500", f"{TMAZE}=0:8"])
+    comparison = compare_runs([tmp_path], resamples=200, score_ranges=ranges)
+    cartpole, tmaze = (next(r for r in comparison.tasks if r.task == task) for task in ("CartPole-v1", TMAZE))
+    # CartPole's random policy lasts about 22 steps; the same 100 seeded episodes on every machine.
+    assert cartpole.score_range.low_source == "random policy" and 10 < cartpole.score_range.low < 40
+    assert cartpole.scores.tolist() == [1.0]
+    assert tmaze.score_range == ScoreRange(0.0, 8.0, "given", "given") and tmaze.scores.tolist() == [0.25]
+
+
+@pytest.mark.parametrize("entry", ["CartPole-v1", "CartPole-v1=0", "CartPole-v1=a:500", "=0:500", "CartPole-v1=0:inf",
+                                   "CartPole-v1=500:500"])
+def test_a_malformed_score_range_is_an_error_showing_the_form(entry: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(f"--score-range {entry!r}")):
+        parse_score_ranges([entry])
+
+
+def test_a_score_range_for_an_env_no_run_trained_on_is_an_error_naming_the_runs_envs(tmp_path: Path) -> None:
+    _write_run(tmp_path, "tmaze", eval_return=4.0)
+    with pytest.raises(ConfigError, match=rf"names CartPole-v2, which no run trained on; the runs' envs: {TMAZE}"):
+        compare_runs([tmp_path], score_ranges=parse_score_ranges(["CartPole-v2=0:500"]))
+
+
 def test_compare_json_names_the_config_values_that_set_each_group_apart(tmp_path: Path) -> None:
     _write_run(tmp_path, "fast", eval_return=4.0)
     _write_run(tmp_path, "slow", eval_return=2.0, hyperparams={"learning_rate": 0.0003})
@@ -236,6 +279,17 @@ def test_compare_command_writes_json_and_an_interval_plot(tmp_path: Path) -> Non
     assert report["aggregates"]["ppo"]["mean"]["estimate"] == pytest.approx(2 / 4)
     assert report["bootstrap"]["resamples"] == 500
     assert (tmp_path / "out" / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_command_takes_score_ranges_and_reports_a_bad_one_in_one_line(tmp_path: Path, capsys) -> None:
+    _write_run(tmp_path / "runs", "cartpole", env="CartPole-v1", eval_return=125.0)
+    out = tmp_path / "out"
+    assert main(["compare", str(tmp_path / "runs"), "--output", str(out), "--resamples", "200",
+                 "--score-range", "CartPole-v1=0:500"]) == 0
+    report = json.loads((out / "compare.json").read_text())
+    assert report["tasks"][0]["mean_score"] == 0.25 and report["aggregates"]["ppo"]["IQM"]["estimate"] == 0.25
+    assert main(["compare", str(tmp_path / "runs"), "--score-range", "CartPole-v1:500"]) == 2
+    assert "ENV=LOW:OPTIMUM" in capsys.readouterr().err
 
 
 def test_compare_command_reports_a_missing_eval_json_as_a_user_error(tmp_path: Path, capsys) -> None:
