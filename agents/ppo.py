@@ -119,7 +119,8 @@ class RolloutCollector(Collector):
 
     def __init__(self, *args: Any, n_steps: int, seq_len: int) -> None:
         super().__init__(*args)
-        self.buffer = RolloutBuffer(n_steps, self.env.num_envs, seq_len, self.policy.device)
+        self.buffer = RolloutBuffer(n_steps, self.env.num_envs, seq_len, self.policy.device,
+                                    self.policy.resets_in_kernel)
         self.rollout: dict[str, Any] | None = None  # what one rollout hands the next: observations, core state, ...
 
     def collect(self, reset_seed: int | None, noise_key: int) -> RolloutPart:
@@ -208,7 +209,8 @@ class RecurrentPPO(RayBackend, RecurrentAgent):
         config = self.config
         self._start_collection(RolloutCollector, n_steps=config.n_steps, seq_len=config.seq_len)
         if self.workers is not None:
-            self.buffer = RolloutBuffer(config.n_steps, config.num_envs, config.seq_len, self.device)
+            self.buffer = RolloutBuffer(config.n_steps, config.num_envs, config.seq_len, self.device,
+                                        self.policy.resets_in_kernel)
             reward_wrapper = find_wrapper(self.env, NormalizeReward)
             self.reward_normalizer = None if reward_wrapper is None else RolloutRewardNormalizer(
                 config.num_envs, config.gamma, reward_wrapper.return_rms

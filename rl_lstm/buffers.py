@@ -5,7 +5,9 @@ steps; the core state at the start of each chunk is stored during the rollout. A
 set of whole chunks, so it always holds ``batch_size`` steps. Inside a minibatch, each chunk is cut
 again where an episode starts into *pieces*; the pieces are padded to the longest of them and run through
 the core in one call (one fused ``nn.LSTM`` kernel, no reset inside a sequence), starting from the
-chunk's stored state or, after an episode start, from zeros.
+chunk's stored state or, after an episode start, from zeros. A core that resets inside the kernel
+(``resets_in_kernel``, the LSTM core) may instead take the chunks whole, one row each with its episode starts,
+where that is the cheaper call: see :func:`whole_chunks_are_cheaper`.
 """
 
 from __future__ import annotations
@@ -68,6 +70,21 @@ class PieceLayout:
         return np.repeat(starts, counts) + within
 
 
+# The kernel's time grows about as steps x (rows + 2): a step of the sequence costs about what two more rows of it do,
+# and resetting inside the kernel adds about what 100 row-steps cost (oneDNN's LSTM at hidden size 64, forward and
+# backward, 2 to 44 rows of 12 to 140 steps, one CPU core, 2026-12-04). A rough guide to the cheaper call, no more:
+# either layout gives the same result.
+KERNEL_STEP_IN_ROWS = 2
+KERNEL_RESETS_IN_ROW_STEPS = 100
+
+
+def whole_chunks_are_cheaper(chunks: int, chunk_steps: int, pieces: int, piece_steps: int) -> bool:
+    """Whether a kernel resetting inside its sequences runs ``chunks`` rows of ``chunk_steps`` (the chunk plus one
+    reset step per episode start inside it) faster than ``pieces`` padded rows of ``piece_steps``."""
+    whole_chunks = chunk_steps * (chunks + KERNEL_STEP_IN_ROWS) + KERNEL_RESETS_IN_ROW_STEPS
+    return whole_chunks < piece_steps * (pieces + KERNEL_STEP_IN_ROWS)
+
+
 @dataclass
 class SequenceBatch:
     """A minibatch of padded pieces: tensors ``[L, num_pieces, ...]`` (L: its longest piece) and their start state."""
@@ -82,7 +99,8 @@ class SequenceBatch:
     inside: Tensor  # [L, num_pieces] bool: a step of the rollout (not padding)
     valid: Tensor  # [L, num_pieces] bool: a real transition (inside, and not an autoreset step)
     initial_state: State
-    episode_starts: Tensor  # all False: pieces never contain a reset after step 0
+    episode_starts: Tensor  # pieces: all False (they never contain a reset); whole chunks: their episode starts
+    whole_chunks: bool = False  # rows are whole chunks, for a core that resets inside its kernel, not padded pieces
 
     # Computed once per minibatch, not once per epoch: the whole-rollout minibatch is the same object every epoch.
     @cached_property
@@ -102,10 +120,12 @@ class SequenceBatch:
 class RolloutBuffer:
     """Steps of ``n_envs`` envs over ``n_steps``, with the core state at the start of every chunk."""
 
-    def __init__(self, n_steps: int, n_envs: int, seq_len: int, device: torch.device):
+    def __init__(self, n_steps: int, n_envs: int, seq_len: int, device: torch.device, resets_in_kernel: bool = False):
         if n_steps % seq_len:
             raise ValueError(f"n_steps ({n_steps}) must be a multiple of seq_len ({seq_len})")
         self.n_steps, self.n_envs, self.seq_len, self.device = n_steps, n_envs, seq_len, device
+        # Whether the policy's cores reset inside one kernel call: then a minibatch may run as whole chunks.
+        self.resets_in_kernel = resets_in_kernel
         self.observations: list[Any] = []
         self.actions = None
         self.action_masks: np.ndarray | None = None
@@ -233,6 +253,7 @@ class RolloutBuffer:
             "advantages": to_tensor(self.advantages),
             "returns": to_tensor(self.returns),
             "valid": to_tensor(self.valid),
+            "episode_starts": to_tensor(self.episode_starts),
         }
         self._action_masks = None if self.action_masks is None else to_tensor(self.action_masks)
         self._chunk_states = tuple(torch.cat(parts, dim=1) for parts in zip(*self.chunk_states))  # [L, chunks, H]
@@ -257,11 +278,18 @@ class RolloutBuffer:
         layout, data = self._layout, self._tensors
         num_chunks = len(order)
         for first in range(0, num_chunks - chunks_per_batch + 1, chunks_per_batch):
-            pieces = layout.pieces_of(order[first : first + chunks_per_batch])
+            chunks = order[first : first + chunks_per_batch]
+            pieces = layout.pieces_of(chunks)
+            longest_piece = layout.length[pieces].max()
+            starts_inside = np.diff(layout.first_piece)[chunks] - 1  # a piece begins at each start after step 0
+            chunk_steps = self.seq_len + starts_inside.max()
+            if self.resets_in_kernel and whole_chunks_are_cheaper(len(chunks), chunk_steps, len(pieces), longest_piece):
+                yield self._whole_chunks(chunks)
+                continue
             piece_chunks = layout.chunk[pieces]
             # Pad to the longest piece, not to seq_len: with sequences longer than the episodes (a seq_len that
             # holds a whole episode) most of a chunk-long padding would be steps the core runs for nothing.
-            steps_in_piece = np.arange(layout.length[pieces].max())[:, None]
+            steps_in_piece = np.arange(longest_piece)[:, None]
             source_steps = np.minimum(layout.offset[pieces] + steps_in_piece, self.seq_len - 1)  # [L, P]
             inside = torch.as_tensor(steps_in_piece < layout.length[pieces], device=self.device)
             steps_index = torch.as_tensor(source_steps, device=self.device)
@@ -287,6 +315,25 @@ class RolloutBuffer:
                 initial_state=initial_state,
                 episode_starts=torch.zeros(source_steps.shape, dtype=torch.bool, device=self.device),
             )
+
+    def _whole_chunks(self, chunks: np.ndarray) -> SequenceBatch:
+        """A minibatch of whole chunks, ``[seq_len, chunks]``, each from its stored state and with its episode starts,
+        for a core that resets inside its kernel."""
+        data, index = self._tensors, torch.as_tensor(chunks, device=self.device)
+        return SequenceBatch(
+            observations=map_observation(lambda a: a[:, chunks], self._chunked_observations),
+            actions=data["actions"][:, index],
+            action_masks=None if self._action_masks is None else self._action_masks[:, index],
+            old_log_probs=data["old_log_probs"][:, index],
+            old_values=data["old_values"][:, index],
+            advantages=data["advantages"][:, index],
+            returns=data["returns"][:, index],
+            inside=torch.ones((self.seq_len, len(chunks)), dtype=torch.bool, device=self.device),
+            valid=data["valid"][:, index],
+            initial_state=tuple(s[:, index] for s in self._chunk_states),
+            episode_starts=data["episode_starts"][:, index],
+            whole_chunks=True,
+        )
 
 
 def stack_observations(steps: list[Any], combine: Callable[[list[np.ndarray]], np.ndarray] = np.stack) -> Any:

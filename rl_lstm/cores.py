@@ -31,6 +31,9 @@ DEFAULT_FORGET_BIAS = 3.0
 # cue and 1000 steps of zero input its difference between two cues grew to 384 (forget bias 3) instead of fading
 # (below 1e-12 with 1), so the peephole core keeps 1.
 PEEPHOLE_DEFAULT_FORGET_BIAS = 1.0
+# A gate pre-activation this far from zero makes the gate exactly 0 or 1 in float32 (sigmoid underflows below -104),
+# whatever the weights add to it; small enough for float16 (at most 65504).
+SATURATED = 1e4
 
 
 @runtime_checkable
@@ -198,6 +201,70 @@ class LSTMCore(_FusedCore):
                 else:
                     bias_ih[forget_gate] = DEFAULT_FORGET_BIAS if forget_bias is None else forget_bias
                 bias_hh[forget_gate] = 0.0
+
+        # Two extra input columns per layer, for the steps _forward_with_resets inserts: a reset step drives the input
+        # and forget gates to exactly 0, so the state after it is zero, as after an episode start; a hold step drives
+        # the forget gate to exactly 1 and the input gate to 0, so the cell state passes it unchanged. A buffer, not
+        # saved: checkpoints keep nn.LSTM's parameters alone.
+        gate_columns = torch.zeros(4 * hidden_size, 2)
+        gate_columns[input_gate] = -SATURATED
+        gate_columns[forget_gate, 0], gate_columns[forget_gate, 1] = -SATURATED, SATURATED
+        self.register_buffer("gate_columns", gate_columns, persistent=False)
+        self._spread: tuple[Tensor, ...] | None = None  # the last starts and their layout (_spread_layout)
+
+    # Resets inside the sequences run in the kernel: nn.LSTM's own call per segment (see _FusedCore) would be one call
+    # per episode start, and cutting training's chunks into padded pieces makes every piece a row.
+    resets_in_kernel = True
+
+    def forward(self, x: Tensor, state: State, episode_starts: Tensor) -> tuple[Tensor, State]:
+        """Run ``x[T, B, F]`` from ``state``, resetting it where ``episode_starts[T, B]``; ``y`` is ``[T, B, H]``."""
+        starts = episode_starts.to(torch.bool)
+        if x.shape[0] == 1 or not starts[1:].any():
+            return super().forward(x, state, starts)
+        return self._forward_with_resets(x, state, starts)
+
+    def _forward_with_resets(self, x: Tensor, state: State, starts: Tensor) -> tuple[Tensor, State]:
+        """One kernel call per layer over sequences with episode starts inside them, whatever their number.
+
+        Before each later start of a sequence a reset step is inserted (the state after it is exactly zero, and no
+        gradient crosses it), so step ``t`` of sequence ``b`` runs at ``t`` plus the resets before it; a sequence
+        with fewer resets than the most ends with hold steps, which keep its cell state, so the kernel's last cell
+        state is each sequence's own; its last ``h`` is read from the output at its last step. Equal to one call per
+        segment to float rounding (``tests/test_cores.py``).
+        """
+        h, c = reset_state(state, starts[0])
+        if self._spread is None or self._spread[0] is not starts or self._spread[1].dtype != x.dtype:
+            # Training passes one minibatch's starts every epoch: where they are the same tensor, so is the layout.
+            self._spread = (starts, *self._spread_layout(starts, x.dtype))
+        _, kinds, position, column = self._spread
+        spread = x.new_zeros(kinds.shape[0], x.shape[1], x.shape[-1]).index_put((position, column), x)
+        last = position[-1], column[-1]
+        final_h, final_c = [], []
+        for layer, (weight_ih, weight_hh, bias_ih, bias_hh) in enumerate(self.rnn.all_weights):
+            weights = [torch.cat([weight_ih, self.gate_columns], 1), weight_hh, bias_ih, bias_hh]
+            spread, _, layer_c = torch.lstm(
+                torch.cat([spread, kinds], -1), (h[layer : layer + 1], c[layer : layer + 1]), weights, True, 1, 0.0,
+                self.training, False, False,
+            )
+            final_h.append(spread[last])
+            final_c.append(layer_c[0])
+        return spread[position, column], (torch.stack(final_h), torch.stack(final_c))
+
+    @staticmethod
+    def _spread_layout(starts: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+        """Where sequences with ``starts [T, B]`` run once reset steps are inserted: each step's kind ``[L, B, 2]``
+        (reset, hold; neither: a step of the sequence) and the position and column of step ``t`` of sequence ``b``."""
+        steps, batch = starts.shape
+        later = starts.clone()
+        later[0] = False
+        position = torch.arange(steps, device=starts.device)[:, None] + torch.cumsum(later, 0)  # [T, B]
+        length = steps + int(later.sum(0).max())
+        column = torch.arange(batch, device=starts.device).expand(steps, batch)
+        kinds = torch.zeros(length, batch, 2, dtype=dtype, device=starts.device)
+        kinds[..., 1] = 1.0  # hold, where neither a step of the sequence nor a reset runs
+        kinds[position, column, 1] = 0.0
+        kinds[position[later] - 1, column[later]] = torch.tensor([1.0, 0.0], dtype=dtype, device=starts.device)
+        return kinds, position, column
 
     def cell_state(self, state: State) -> Tensor:
         """Cell state ``c`` of the last layer, ``[B, H]``."""

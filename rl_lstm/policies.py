@@ -532,6 +532,12 @@ class RecurrentActorCritic(nn.Module):
             orthogonal_init(self.value_head, 1.0)
 
     @property
+    def resets_in_kernel(self) -> bool:
+        """Whether every core resets its state inside one kernel call over sequences (rl_lstm.buffers)."""
+        cores = [self.actor_core] if self.critic_core is None else [self.actor_core, self.critic_core]
+        return all(getattr(core, "resets_in_kernel", False) for core in cores)
+
+    @property
     def device(self) -> torch.device:
         """Device of the parameters."""
         return self.value_head.weight.device  # not next(self.parameters()): that walks every submodule, each step

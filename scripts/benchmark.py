@@ -3,6 +3,7 @@
     python scripts/benchmark.py envs         # native vector envs against SyncVectorEnv
     python scripts/benchmark.py boundary     # what ForeignEnvBoundary costs on a SyncVectorEnv of CartPole-v1
     python scripts/benchmark.py ppo-vs-sb3   # our recurrent PPO against sb3-contrib's, same hyperparameters
+    python scripts/benchmark.py ppo-layout   # our PPO update on padded pieces against whole chunks, same rollouts
     python scripts/benchmark.py ppo          # our recurrent PPO on the memory tasks, several seeds
     python scripts/benchmark.py evolino-speed  # RL Evolino: batched population evaluation, Ray workers
     python scripts/benchmark.py evolino      # RL Evolino with its presets: evaluations and seconds to solve

@@ -11,6 +11,7 @@ returns its markdown section, which scripts/benchmark.py writes into docs/benchm
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
 from collections.abc import Callable
@@ -680,6 +681,61 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def benchmark_ppo_layout(args: argparse.Namespace) -> str:
+    """Our update on padded pieces against whole chunks that the LSTM kernel resets inside, on the same rollouts."""
+    from rl_lstm import buffers
+
+    torch.set_num_threads(1)
+    agent = RecurrentPPO(args.env, seed=0, device="cpu", tensorboard_log=None, **our_hyperparameters(
+        ZOO_PPO_LSTM_CARTPOLE_NOVEL))
+    chosen_layout = buffers.whole_chunks_are_cheaper
+    rows = []
+    statistics = EpisodeStatistics()
+    iterations = max(args.at) + 1
+    for iteration in range(iterations):
+        agent._collect_rollout(statistics)
+        if iteration in args.at:
+            saved = copy.deepcopy((agent.policy.state_dict(), agent.optimizer.state_dict()))
+            seconds: dict[str, list[float]] = {"pieces": [], "chosen": []}
+            # Alternated from the same parameters and optimizer state, so that the machine's drift falls on both.
+            for _ in range(args.rounds):
+                for layout in seconds:
+                    buffers.whole_chunks_are_cheaper = chosen_layout if layout == "chosen" else lambda *sizes: False
+                    agent.policy.load_state_dict(saved[0])
+                    agent.optimizer.load_state_dict(saved[1])
+                    start = time.perf_counter()
+                    agent._update(iteration / iterations)
+                    seconds[layout].append(time.perf_counter() - start)
+            buffers.whole_chunks_are_cheaper = chosen_layout
+            agent.policy.load_state_dict(saved[0])  # the run goes on with the update below, once
+            agent.optimizer.load_state_dict(saved[1])
+            agent.buffer.prepare()
+            chosen = next(agent.buffer.minibatches(agent.config.batch_size, agent.rng))
+            pieces, chunks = len(agent.buffer._layout.length), len(agent.buffer._layout.first_piece) - 1
+            starts_inside = pieces - chunks  # a chunk is one piece, and one more after each start inside it
+            pieces_ms, chosen_ms = (1e3 * float(np.median(seconds[layout])) for layout in ("pieces", "chosen"))
+            rows.append(
+                f"| {iteration} | {starts_inside} | {pieces} | {chunks} "
+                f"| {'whole chunks' if chosen.whole_chunks else 'pieces'} | {pieces_ms:.1f} | {chosen_ms:.1f} "
+                f"| {pieces_ms / chosen_ms:.2f}x |"
+            )
+            print(rows[-1], flush=True)
+        agent._update(iteration / iterations)
+    agent.env.close()
+    return (
+        "### Resetting inside the LSTM kernel: the update on whole chunks (issue 17, CPU)\n\n"
+        "| iteration | episode starts inside chunks | padded pieces | chunks | layout chosen | update ms on pieces "
+        "| update ms, layout chosen | pieces / chosen |\n|---:|---:|---:|---:|---|---:|---:|---:|\n"
+        + "\n".join(rows)
+        + f"\n\nOur recurrent PPO with the zoo comparison's hyperparameters on `{args.env}`, seed 0, one torch thread. "
+        "At each iteration listed, the same rollout's update (20 epochs of its one minibatch) runs from the same "
+        "parameters and optimizer state once on padded pieces (every chunk cut at its episode starts, a row each) and "
+        "once in the layout `rl_lstm.buffers.whole_chunks_are_cheaper` chooses (the chunks whole, one row each, an "
+        f"episode start reset inside the kernel by an inserted step), alternated over {args.rounds} rounds; each "
+        "figure is the median. Where both layouts would cost about the same, pieces stay (the same call as before)."
+    )
+
+
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``ppo-vs-sb3`` and ``ppo`` benchmarks; each sets ``run`` to the function returning its section."""
     versus = subparsers.add_parser(
@@ -703,6 +759,16 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                         help="only time our phases (no training runs); prints, leaves docs/benchmarks.md alone")
     versus.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     versus.set_defaults(run=benchmark_ppo_vs_sb3)
+    layout = subparsers.add_parser(
+        "ppo-layout", help="our update on padded pieces against whole chunks reset inside the LSTM kernel",
+        description="Train our PPO with the zoo comparison's hyperparameters and, at the iterations given, time the "
+        "same rollout's update on padded pieces and in the layout chosen, alternated.",
+    )
+    layout.add_argument("--env", default="rl_lstm/CartPolePositionOnly-v0")
+    layout.add_argument("--at", type=int, nargs="+", default=[5, 25, 45, 85, 125], metavar="ITERATION")
+    layout.add_argument("--rounds", type=_positive_int, default=5)
+    layout.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    layout.set_defaults(run=benchmark_ppo_layout)
 
     for name, agents, title, default_tasks in (
         ("ppo", ["ppo"], "Recurrent PPO", DEFAULT_TASKS),

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from agents.ppo import RecurrentPPO
-from rl_lstm.buffers import PieceLayout, RolloutBuffer
+from rl_lstm import buffers
+from rl_lstm.buffers import PieceLayout, RolloutBuffer, whole_chunks_are_cheaper
 from rl_lstm.logger import EpisodeStatistics
 
 
@@ -63,9 +68,14 @@ def test_gae_stops_at_termination_and_bootstraps_at_truncation() -> None:
     ("core", "shared_core"), [("lstm", False), ("lstm", True), ("gru", False), ("peephole", False)]
 )
 @pytest.mark.parametrize("batch_size", [32, 128])  # 128: one minibatch holds the whole rollout
-def test_training_pass_reproduces_the_rollout_exactly(core: str, shared_core: bool, batch_size: int) -> None:
-    # Short T-maze episodes start inside most chunks: the pieces, their start states and the padding must
-    # give back the log-probabilities and values the policy computed step by step while acting.
+@pytest.mark.parametrize("whole_chunks", [False, True])
+def test_training_pass_reproduces_the_rollout_exactly(
+    core: str, shared_core: bool, batch_size: int, whole_chunks: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Short T-maze episodes start inside most chunks: the pieces, their start states and the padding, or the whole
+    # chunks an LSTM core resets inside, must give back the log-probabilities and values the policy computed step
+    # by step while acting.
+    monkeypatch.setattr(buffers, "whole_chunks_are_cheaper", lambda *sizes: whole_chunks)
     agent = RecurrentPPO(
         "rl_lstm/TMaze-v0",
         seed=3,
@@ -82,8 +92,10 @@ def test_training_pass_reproduces_the_rollout_exactly(core: str, shared_core: bo
     assert agent.buffer.episode_starts[1:].any(), "episodes must start inside the rollout"
     assert not agent.buffer.valid.all(), "the rollout must contain autoreset steps"
     steps_seen = 0
+    whole_chunk_batches = 0
     with torch.no_grad():
         for batch in agent.buffer.minibatches(batch_size, agent.rng):
+            whole_chunk_batches += batch.whole_chunks
             log_prob, _, values = agent.policy.evaluate_actions(
                 batch.observations, batch.actions, batch.initial_state, batch.episode_starts, batch.action_masks
             )
@@ -91,6 +103,8 @@ def test_training_pass_reproduces_the_rollout_exactly(core: str, shared_core: bo
             torch.testing.assert_close(values[batch.valid], batch.old_values[batch.valid], atol=1e-5, rtol=0)
             steps_seen += int(batch.valid.sum())
     assert steps_seen == int(agent.buffer.valid.sum()), "every real step is trained on once per epoch"
+    # Whole chunks only where every core resets inside its kernel: the LSTM's.
+    assert bool(whole_chunk_batches) == (whole_chunks and core == "lstm")
 
 
 def test_every_minibatch_holds_batch_size_steps_and_an_epoch_covers_the_rollout_once() -> None:
@@ -122,3 +136,45 @@ def test_a_minibatch_of_the_whole_rollout_is_gathered_once_per_rollout_and_never
         assert int(batch.inside.sum()) == 128
         covered = sorted(float(r) for r in batch.returns[batch.inside])
         np.testing.assert_allclose(covered, np.sort(agent.buffer.returns.ravel()), rtol=1e-6)
+
+
+@pytest.mark.parametrize("batch_size", [64, 256])
+def test_updates_on_whole_chunks_train_as_updates_on_padded_pieces(
+    batch_size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same rollouts and minibatches, laid out either way: the same parameters after three updates, to float
+    rounding (the kernel sums in another order)."""
+    parameters = {}
+    for whole_chunks in (False, True):
+        monkeypatch.setattr(buffers, "whole_chunks_are_cheaper", lambda *sizes: whole_chunks)  # noqa: B023
+        agent = RecurrentPPO("rl_lstm/TMaze-v0", seed=5, num_envs=8, n_steps=32, seq_len=32, batch_size=batch_size,
+                             n_epochs=2, env_kwargs={"length": 4}, shared_core=False)
+        agent.learn(3 * 8 * 32, progress_bar=False)
+        parameters[whole_chunks] = [parameter.detach().clone() for parameter in agent.policy.parameters()]
+        agent.close()
+    for chunked, padded in zip(parameters[True], parameters[False]):
+        torch.testing.assert_close(chunked, padded, rtol=1e-4, atol=1e-5)
+
+
+def test_whole_chunks_are_chosen_where_their_kernel_call_is_the_cheaper() -> None:
+    # rl-baselines3-zoo's CartPoleNoVel minibatch: 8 chunks of 32 steps, cut into 13 pieces, 2 starts at most.
+    assert whole_chunks_are_cheaper(chunks=8, chunk_steps=34, pieces=13, piece_steps=32)
+    # A T-maze of length 10 in chunks of 128 steps: 2 chunks with 12 starts each, against 24 pieces of 11 steps.
+    assert not whole_chunks_are_cheaper(chunks=2, chunk_steps=140, pieces=24, piece_steps=11)
+
+
+def test_the_layout_benchmark_times_both_layouts_of_the_same_rollout() -> None:
+    """scripts/benchmark.py ppo-layout, tiny: a row per iteration, both times measured, the layout named."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    import benchmark_ppo
+
+    threads = torch.get_num_threads()
+    try:
+        section = benchmark_ppo.benchmark_ppo_layout(
+            argparse.Namespace(env="rl_lstm/CartPolePositionOnly-v0", at=[0, 1], rounds=1)
+        )
+    finally:
+        torch.set_num_threads(threads)  # the benchmark times one thread
+    rows = [line.split(" | ") for line in section.splitlines() if line.startswith(("| 0 |", "| 1 |"))]
+    assert len(rows) == 2
+    assert all(row[4] in ("whole chunks", "pieces") and float(row[5]) > 0 and float(row[6]) > 0 for row in rows)

@@ -6,7 +6,17 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from rl_lstm.cores import CORES, GRUCore, LSTMCore, PeepholeLSTMCore, RecurrentCore, State, make_core, reset_state
+from rl_lstm.cores import (
+    CORES,
+    GRUCore,
+    LSTMCore,
+    PeepholeLSTMCore,
+    RecurrentCore,
+    State,
+    _FusedCore,
+    make_core,
+    reset_state,
+)
 from rl_lstm.policies import RecurrentActorCritic
 
 KINDS = list(CORES)
@@ -113,9 +123,8 @@ def test_lstm_core_segmented_path_equals_nn_lstm_step_loop() -> None:
     torch.testing.assert_close(c_final, c)
 
 
-@pytest.mark.parametrize("core_class", [LSTMCore, GRUCore])
-def test_fused_core_calls_its_kernel_once_per_segment_not_per_step(core_class: type[nn.Module]) -> None:
-    core = core_class(INPUT, HIDDEN)
+def test_gru_core_calls_its_kernel_once_per_segment_not_per_step() -> None:
+    core = GRUCore(INPUT, HIDDEN)
     calls = []
     core.rnn.register_forward_hook(lambda module, inputs, output: calls.append(inputs[0].shape[0]))
     x = torch.randn(STEPS, BATCH, INPUT)
@@ -129,6 +138,39 @@ def test_fused_core_calls_its_kernel_once_per_segment_not_per_step(core_class: t
     episode_starts[2, 0] = episode_starts[2, 3] = episode_starts[5, 1] = True
     core(x, core.initial_state(BATCH), episode_starts)
     assert calls == [2, 3, 2]
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_lstm_core_resets_inside_one_kernel_call_per_layer_as_one_call_per_segment_would(
+    num_layers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reset steps zero the state exactly; hold steps keep each sequence's own last state; the gradients are those
+    of one call per segment to float rounding. Large weights and inputs: the gates still saturate."""
+    core = LSTMCore(INPUT, HIDDEN, num_layers=num_layers)
+    with torch.no_grad():
+        for parameter in core.parameters():
+            parameter.mul_(5.0)
+    steps, batch = 12, 5
+    x = (10 * torch.randn(steps, batch, INPUT)).requires_grad_()
+    state = random_state(core, batch)
+    episode_starts = torch.zeros(steps, batch, dtype=torch.bool)
+    episode_starts[[3, 4, 9], 0] = True  # three starts, one right after another
+    episode_starts[[0, 6], 1] = True
+    episode_starts[11, 2] = True  # on the last step
+    episode_starts[0, 3] = True  # none inside; column 4: none at all, from its state
+    calls = []
+    lstm = torch.lstm
+    monkeypatch.setattr(torch, "lstm", lambda *args: calls.append(args[0].shape) or lstm(*args))
+
+    y, (h, c) = core(x, state, episode_starts)
+    assert calls == [(steps + 3, batch, INPUT + 2)] + [(steps + 3, batch, HIDDEN + 2)] * (num_layers - 1)
+    y_segments, (h_segments, c_segments) = _FusedCore.forward(core, x, state, episode_starts)  # a call per segment
+    assert torch.equal(y, y_segments) and torch.equal(h, h_segments) and torch.equal(c, c_segments)
+    weights = torch.randn(steps, batch, HIDDEN)
+    gradients = torch.autograd.grad((y * weights).sum() + c.sum(), [x, *core.parameters()])
+    gradients_segments = torch.autograd.grad((y_segments * weights).sum() + c_segments.sum(), [x, *core.parameters()])
+    for gradient, expected in zip(gradients, gradients_segments):
+        torch.testing.assert_close(gradient, expected, rtol=1e-5, atol=1e-5 * float(expected.abs().max()))
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
