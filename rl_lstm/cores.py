@@ -233,9 +233,12 @@ class LSTMCore(_FusedCore):
         segment to float rounding (``tests/test_cores.py``).
         """
         h, c = reset_state(state, starts[0])
-        if self._spread is None or self._spread[0] is not starts or self._spread[1].dtype != x.dtype:
-            # Training passes one minibatch's starts every epoch: where they are the same tensor, so is the layout.
-            self._spread = (starts, *self._spread_layout(starts, x.dtype))
+        cached = self._spread
+        if cached is None or cached[1].dtype != x.dtype or cached[0].shape != starts.shape or not torch.equal(
+            cached[0], starts
+        ):
+            # Training passes one minibatch's starts every epoch: the same starts, the same layout.
+            self._spread = (starts.clone(), *self._spread_layout(starts, x.dtype))
         _, kinds, position, column = self._spread
         spread = x.new_zeros(kinds.shape[0], x.shape[1], x.shape[-1]).index_put((position, column), x)
         last = position[-1], column[-1]

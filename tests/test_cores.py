@@ -316,3 +316,15 @@ def test_a_core_option_it_does_not_take_is_an_error_listing_its_options() -> Non
     message = "core .gru. does not take forget_bias in core_kwargs; its options are: init, t_max"
     with pytest.raises(ValueError, match=message):
         make_core("gru", INPUT, HIDDEN, forget_bias=2.0)
+
+
+def test_lstm_core_lays_out_starts_changed_in_place_anew() -> None:
+    """The layout of the last starts is kept for the next call with the same starts: not for a tensor changed since."""
+    core = LSTMCore(INPUT, HIDDEN)
+    x, state = torch.randn(STEPS, BATCH, INPUT), random_state(core, BATCH)
+    episode_starts = torch.zeros(STEPS, BATCH, dtype=torch.bool)
+    episode_starts[3, 0] = True
+    core(x, state, episode_starts)
+    episode_starts[3, 0], episode_starts[5, 2] = False, True
+    y, _ = core(x, state, episode_starts)
+    assert torch.equal(y, _FusedCore.forward(core, x, state, episode_starts)[0])
