@@ -42,10 +42,10 @@ from rl_lstm.cores import check_gate_init
 from rl_lstm.errors import ConfigError
 from rl_lstm.esp import EnforcedSubpopulations, LSTMLayout, PopulationLSTM, validate_esp_settings
 from rl_lstm.exploration import DEFAULT_BITS, EpisodeVisits, population_novelty, require_bonus_settings
-from rl_lstm.logger import EpisodeStatistics
+from rl_lstm.logger import EpisodeStatistics, reported_episodes
 from rl_lstm.policies import ImageEncoder, make_action_head, make_encoder, map_observation
 from rl_lstm.ray_workers import RayConfig, WorkerPool, require_env_id
-from rl_lstm.rollouts import call_env, reported_episodes
+from rl_lstm.rollouts import call_env
 from rl_lstm.vec_env import action_masks, make_vector_env
 
 

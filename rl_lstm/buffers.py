@@ -281,11 +281,12 @@ class RolloutBuffer:
             chunks = order[first : first + chunks_per_batch]
             pieces = layout.pieces_of(chunks)
             longest_piece = layout.length[pieces].max()
-            starts_inside = np.diff(layout.first_piece)[chunks] - 1  # a piece begins at each start after step 0
-            chunk_steps = self.seq_len + starts_inside.max()
-            if self.resets_in_kernel and whole_chunks_are_cheaper(len(chunks), chunk_steps, len(pieces), longest_piece):
-                yield self._whole_chunks(chunks)
-                continue
+            if self.resets_in_kernel:
+                starts_inside = np.diff(layout.first_piece)[chunks] - 1  # a piece begins at each start after step 0
+                chunk_steps = self.seq_len + starts_inside.max()
+                if whole_chunks_are_cheaper(len(chunks), chunk_steps, len(pieces), longest_piece):
+                    yield self._whole_chunks(chunks)
+                    continue
             piece_chunks = layout.chunk[pieces]
             # Pad to the longest piece, not to seq_len: with sequences longer than the episodes (a seq_len that
             # holds a whole episode) most of a chunk-long padding would be steps the core runs for nothing.

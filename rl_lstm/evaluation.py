@@ -371,6 +371,13 @@ def record_video(
     if episodes < 1:
         raise ConfigError(f"video episodes must be at least 1, got {episodes}")
     check_video(agent, env)
+    return _record_episodes(agent, video_dir, episodes, seed, deterministic, env)
+
+
+def _record_episodes(
+    agent: RecurrentAgent, video_dir: str | Path, episodes: int, seed: int, deterministic: bool, env: gym.Env | None
+) -> list[Path]:
+    """:func:`record_video` once :func:`check_video` has passed."""
     video_dir = Path(video_dir)
     name_prefix = re.sub(r"[^\w.-]", "-", agent.env_id)
     single = _make_single_env(agent, "rgb_array", env, VIDEO_CALL)
@@ -555,7 +562,8 @@ def main(argv: list[str] | None = None) -> int:
         report_path.write_text(json.dumps(report, indent=2) + "\n")
         written = [report_path]
         if args.video:
-            videos = record_video(agent, output / "videos", args.video_episodes, args.seed, deterministic)
+            # check_video passed before the evaluation
+            videos = _record_episodes(agent, output / "videos", args.video_episodes, args.seed, deterministic, None)
             report["videos"] = [str(path) for path in videos]
             written += videos
         if args.plot_memory:

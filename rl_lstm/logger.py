@@ -11,6 +11,17 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 
+def reported_episodes(infos: dict[str, Any], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The episodes ``infos[key]`` says ended this step, in gymnasium's RecordEpisodeStatistics format (an ``r`` and
+    an ``l`` array, and the ``_key`` mask): ``(ended, returns, lengths)`` per copy, or None where it says nothing in
+    that format. ``key`` is ``episode`` (ours) or ``env_episode`` (the env's own: see
+    rl_lstm.vec_env.ForeignEnvBoundary)."""
+    episode, ended = infos.get(key), infos.get(f"_{key}")
+    if not isinstance(episode, dict) or ended is None or "r" not in episode or "l" not in episode:
+        return None
+    return np.asarray(ended, dtype=bool), np.asarray(episode["r"]), np.asarray(episode["l"])
+
+
 class EpisodeStatistics:
     """Returns, lengths and successes of the last ``window`` finished episodes, read from vector env infos."""
 
@@ -28,12 +39,13 @@ class EpisodeStatistics:
         """Take the episodes that ended in this step (``RecordEpisodeStatistics``'s ``infos["episode"]``)."""
         for key, returns, lengths in (("episode", self.returns, self.lengths),
                                       ("env_episode", self.env_returns, self.env_lengths)):
-            if key in infos:
-                ended = infos[f"_{key}"]
-                returns.extend(np.asarray(infos[key]["r"])[ended].tolist())
-                lengths.extend(np.asarray(infos[key]["l"])[ended].tolist())
-        if "episode" in infos:
-            self.episodes += int(np.sum(infos["_episode"]))
+            reported = reported_episodes(infos, key)
+            if reported is not None:
+                ended, episode_returns, episode_lengths = reported
+                returns.extend(episode_returns[ended].tolist())
+                lengths.extend(episode_lengths[ended].tolist())
+                if key == "episode":
+                    self.episodes += int(ended.sum())
         if "is_success" in infos:
             self.successes.extend(np.asarray(infos["is_success"])[infos["_is_success"]].tolist())
 

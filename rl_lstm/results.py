@@ -345,15 +345,16 @@ def parse_score_ranges(entries: Sequence[str]) -> dict[str, GivenRange]:
     """``--score-range`` entries (:data:`SCORE_RANGE_FORM`) as {env id: (low or "random", optimum)}."""
     ranges: dict[str, GivenRange] = {}
     for entry in entries:
+        malformed = ConfigError(f"--score-range {entry!r} is not {SCORE_RANGE_FORM}")
         env_id, _, bounds = entry.rpartition("=")
         low_text, _, optimum_text = bounds.partition(":")
         try:
             low = low_text if low_text == RANDOM_LOW else float(low_text)
             optimum = float(optimum_text)
         except ValueError:
-            env_id = ""
+            raise malformed from None
         if not env_id or not np.isfinite(optimum) or (low != RANDOM_LOW and not np.isfinite(low)):
-            raise ConfigError(f"--score-range {entry!r} is not {SCORE_RANGE_FORM}")
+            raise malformed
         if low == optimum:
             raise ConfigError(f"--score-range {entry!r}: the low end and the optimum must differ")
         ranges[env_id] = (low, optimum)

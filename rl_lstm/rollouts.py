@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from rl_lstm.errors import EnvStepError
+from rl_lstm.logger import reported_episodes
 from rl_lstm.policies import CategoricalDistribution, RecurrentActorCritic, map_observation
 
 State = tuple[torch.Tensor, ...]
@@ -127,17 +128,6 @@ def call_env(env: gym.vector.VectorEnv, env_id: str, call: str, where: str, *arg
             f"env {env_id!r} raised {type(error).__name__} in {call}() at {where}: "
             f"{error}. Checkpoints already written are intact; fix the env and resume the run."
         ) from error
-
-
-def reported_episodes(infos: dict[str, Any], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """The episodes ``infos[key]`` says ended this step, in gymnasium's RecordEpisodeStatistics format (an ``r`` and
-    an ``l`` array, and the ``_key`` mask): ``(ended, returns, lengths)`` per copy, or None where it says nothing in
-    that format. ``key`` is ``episode`` (ours) or ``env_episode`` (the env's own: see
-    rl_lstm.vec_env.ForeignEnvBoundary)."""
-    episode, ended = infos.get(key), infos.get(f"_{key}")
-    if not isinstance(episode, dict) or ended is None or "r" not in episode or "l" not in episode:
-        return None
-    return np.asarray(ended, dtype=bool), np.asarray(episode["r"]), np.asarray(episode["l"])
 
 
 @dataclass

@@ -402,6 +402,6 @@ def test_eval_json_outlives_a_video_that_fails(
     def full_disk(*_args: object, **_kwargs: object) -> list[Path]:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(evaluation, "record_video", full_disk)
+    monkeypatch.setattr(evaluation, "_record_episodes", full_disk)
     assert main([str(run_dir), "--episodes", "3", "--video", "--output", str(tmp_path)]) == 2
     assert json.loads((tmp_path / "eval.json").read_text())["num_episodes"] == 3
