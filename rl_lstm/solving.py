@@ -1,7 +1,9 @@
-"""Train until a task's threshold is met: the one measure the benchmarks and the learning tests share.
+"""Train on a task and judge it by its threshold: the one measure the benchmarks and the learning tests share.
 
 A learning test is a benchmark run at one seed: the same config, the same budget (linear schedules decay over it)
-and the same evaluations, so the steps a benchmark measured on seeds 0 to 4 are the steps a test needs.
+and the same evaluations, so the steps a benchmark measured on seeds 0 to 4 to the threshold's first crossing are
+the steps a test needs. A benchmark trains to the end of the budget and counts a run as solved only if its final
+policy still meets the threshold.
 """
 
 from __future__ import annotations
@@ -58,24 +60,45 @@ class Task:
 
 
 class EvaluateUntilSolved:
-    """learn() callback: evaluates every ``eval_every`` env steps off the training clock, stops once solved.
+    """learn() callback: evaluates every ``eval_every`` env steps off the training clock, and once more at the end.
 
-    It also evaluates and stops at the end of the budget (env steps or training seconds), so every run ends with an
-    evaluation.
+    A run trains to the end of its budget (env steps or training seconds) and is solved if its final evaluation, of
+    the policy a user gets, meets the threshold; where it first did is kept too (``first_solved_steps``), so that a
+    run which reaches the threshold and then unlearns it counts as unsolved (``collapsed``). With
+    ``stop_at_first_solve`` it stops at the first evaluation that meets the threshold, whose policy is then its
+    final one: cheaper, but blind to what further training would have done.
     """
 
-    def __init__(self, task: Task, eval_every: int, eval_episodes: int, max_seconds: float) -> None:
+    def __init__(self, task: Task, eval_every: int, eval_episodes: int, max_seconds: float,
+                 stop_at_first_solve: bool = False) -> None:
         self.task = task
         self.eval_every = eval_every
         self.eval_episodes = eval_episodes
         self.max_seconds = max_seconds
+        self.stop_at_first_solve = stop_at_first_solve
         self.next_evaluation = eval_every
         self.start = time.perf_counter()
         self.evaluation_seconds = 0.0
-        self.training_seconds = 0.0
-        self.env_steps = 0
-        self.solved = False
-        self.last_evaluation: EvaluationResult | None = None
+        self.training_seconds = 0.0  # up to the last evaluation
+        self.env_steps = 0  # at the last evaluation
+        self.first_solved_steps: int | None = None  # env steps at the first evaluation that met the threshold
+        self.first_solved_seconds: float | None = None  # training seconds up to then
+        self.evaluations: list[tuple[int, EvaluationResult]] = []  # (env steps, evaluation), in order
+
+    @property
+    def last_evaluation(self) -> EvaluationResult | None:
+        """The final evaluation (of the policy the run ends with); None before the first."""
+        return self.evaluations[-1][1] if self.evaluations else None
+
+    @property
+    def solved(self) -> bool:
+        """Whether the final evaluation meets the threshold."""
+        return self.last_evaluation is not None and self.task.solved_by(self.last_evaluation)
+
+    @property
+    def collapsed(self) -> bool:
+        """Whether an evaluation met the threshold and the final one does not: learned, then unlearned."""
+        return self.first_solved_steps is not None and not self.solved
 
     def __call__(self, agent: RecurrentAgent) -> bool:
         """Called after each update; False stops learn()."""
@@ -87,25 +110,30 @@ class EvaluateUntilSolved:
             return True
         evaluation_start = time.perf_counter()
         # One episode per env copy: all of them at once, and no bias toward short episodes.
-        self.last_evaluation = evaluate_agent(agent, num_episodes=self.eval_episodes, deterministic=True,
-                                              seed=EVALUATION_SEED, num_envs=self.eval_episodes)
+        evaluation = evaluate_agent(agent, num_episodes=self.eval_episodes, deterministic=True,
+                                    seed=EVALUATION_SEED, num_envs=self.eval_episodes)
         self.evaluation_seconds += time.perf_counter() - evaluation_start
-        scalars = {"eval/mean_reward": self.last_evaluation.mean_return}
-        if self.last_evaluation.success_rate is not None:
-            scalars["eval/success_rate"] = self.last_evaluation.success_rate
+        self.evaluations.append((agent.num_timesteps, evaluation))
+        scalars = {"eval/mean_reward": evaluation.mean_return}
+        if evaluation.success_rate is not None:
+            scalars["eval/success_rate"] = evaluation.success_rate
         agent.logger.record(scalars, agent.num_timesteps)  # TensorBoard's tags, where the run has a folder
         self.training_seconds, self.env_steps = training_seconds, agent.num_timesteps
         while self.next_evaluation <= agent.num_timesteps:
             self.next_evaluation += self.eval_every
-        self.solved = self.task.solved_by(self.last_evaluation)
-        return not (self.solved or out_of_budget)
+        if self.solved and self.first_solved_steps is None:
+            self.first_solved_steps, self.first_solved_seconds = agent.num_timesteps, training_seconds
+        return not (out_of_budget or (self.stop_at_first_solve and self.solved))
 
 
 def train_until_solved(agent_name: str, task: Task, seed: int, eval_every: int, eval_episodes: int = 100,
                        max_seconds: float = float("inf"), max_timesteps: int = 1_000_000, use_preset: bool = True,
-                       run_dir: Path | None = None, device: str = "cpu", **overrides: Any
-                       ) -> tuple[RecurrentAgent, EvaluateUntilSolved]:
-    """An agent trained on ``task`` until an evaluation meets its threshold or the budget ends (its env closed).
+                       run_dir: Path | None = None, device: str = "cpu", stop_at_first_solve: bool = False,
+                       **overrides: Any) -> tuple[RecurrentAgent, EvaluateUntilSolved]:
+    """An agent trained on ``task`` to the end of its budget, evaluated along the way (its env closed).
+
+    Solved means solved by the final policy (:class:`EvaluateUntilSolved`); ``stop_at_first_solve`` stops at the
+    first evaluation that meets the threshold instead.
 
     The hyperparameters are the shipped preset for the task (or, with ``use_preset=False``, the agent's defaults
     alone, as a user's own env gets them), then ``overrides``, on ``device``. With ``run_dir``, the run is a run folder
@@ -121,7 +149,7 @@ def train_until_solved(agent_name: str, task: Task, seed: int, eval_every: int, 
         run_config = RunConfig(agent=agent_name, env=task.env_id, timesteps=max_timesteps, seed=seed,
                                eval_every=eval_every, eval_episodes=eval_episodes, progress_bar=False)
         write_run_config(run_dir, run_config, agent.task_config)
-    progress = EvaluateUntilSolved(task, eval_every, eval_episodes, max_seconds)
+    progress = EvaluateUntilSolved(task, eval_every, eval_episodes, max_seconds, stop_at_first_solve)
     agent.learn(max_timesteps, callback=progress, progress_bar=False)
     agent.close()
     assert progress.last_evaluation is not None  # the callback evaluates at the latest when the budget ends

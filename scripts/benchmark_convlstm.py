@@ -52,7 +52,8 @@ CORE_TITLES = {"convlstm": "ConvLSTM (8 channels)", "lstm": "CNN + LSTM (64)", "
 def solve_pixel_tmaze(core: str, seed: int, max_timesteps: int, eval_every: int) -> EvaluateUntilSolved:
     """One PPO run of ``core`` on :data:`PIXEL_TMAZE` until solved or ``max_timesteps``; its progress."""
     _, progress = train_until_solved("ppo", PIXEL_TMAZE, seed, eval_every, max_timesteps=max_timesteps,
-                                     use_preset=False, **PIXEL_TMAZE_PPO, **CORE_SETTINGS[core])
+                                     use_preset=False, stop_at_first_solve=True, **PIXEL_TMAZE_PPO,
+                                     **CORE_SETTINGS[core])
     return progress
 
 

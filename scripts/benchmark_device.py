@@ -67,7 +67,7 @@ def benchmark_device(args: argparse.Namespace) -> str:
     for device in devices:
         start = time.perf_counter()
         _, progress = train_until_solved("ppo", TASK, 0, eval_every=args.eval_every, max_timesteps=args.max_timesteps,
-                                         device=device, **settings(args.solve_envs))
+                                         device=device, stop_at_first_solve=True, **settings(args.solve_envs))
         evaluation = progress.last_evaluation
         runs.append(f"| {device} | {'yes' if progress.solved else 'no'} | {evaluation.success_rate:.2f} | "
                     f"{progress.env_steps:,} | {progress.training_seconds:,.0f} | "

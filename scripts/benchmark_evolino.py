@@ -177,7 +177,7 @@ def solve_section(args: argparse.Namespace) -> list[str]:
         for seed in range(args.seeds):
             # eval_every=1: the best network is evaluated after every generation.
             agent, progress = train_until_solved("evolino", task, seed, 1, args.eval_episodes, args.max_seconds,
-                                                 args.max_timesteps)
+                                                 args.max_timesteps, stop_at_first_solve=True)
             networks = agent.esp.generation * agent.config.networks_per_generation
             runs.append((progress, agent.esp.generation, networks, networks * agent.config.episodes_per_network))
             print(f"{task.label} seed {seed}: {'solved' if progress.solved else 'not solved'} after "

@@ -152,7 +152,7 @@ def train_at_length(agent_name: str, maze: str, length: int, seed: int, args: ar
     """Train ``agent_name`` with its preset for this length until solved or out of budget."""
     task = Task(MAZES[maze].env_id, {"length": length}, "success", args.threshold)
     agent, progress = train_until_solved(agent_name, task, seed, args.eval_every, args.eval_episodes,
-                                         args.max_seconds, args.max_timesteps)
+                                         args.max_seconds, args.max_timesteps, stop_at_first_solve=True)
     success = float(np.mean(progress.last_evaluation.successes))
     run = SpanRun(agent_name, maze, length, seed, progress.solved, success, progress.env_steps,
                   progress.training_seconds, args.max_seconds)

@@ -29,7 +29,7 @@ FEED_FORWARD = {"core": "mlp", "core_kwargs": {}}
 
 
 def _solve(agent: str, task: Task, seed: int, budget: int, eval_every: int) -> EvaluateUntilSolved:
-    _, progress = train_until_solved(agent, task, seed, eval_every, max_timesteps=budget)
+    _, progress = train_until_solved(agent, task, seed, eval_every, max_timesteps=budget, stop_at_first_solve=True)
     evaluation = progress.last_evaluation
     assert progress.solved, (
         f"{agent} on {task.label}, seed {seed}: mean return {evaluation.mean_return:.3f}, success "
