@@ -192,18 +192,32 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
         os.close(directory)
 
 
+CHECKPOINT_NAMES = ("latest", "best")  # a run folder's checkpoints/latest.pt and checkpoints/best.pt
+
+
+def checkpoint_file(path: str | Path, name: str | None = None) -> Path:
+    """The checkpoint file ``path`` names: itself, or a run folder's ``checkpoints/<name>.pt`` (default latest)."""
+    path = Path(path)
+    if name is not None and name not in CHECKPOINT_NAMES:
+        raise CheckpointError(f"checkpoint {name!r} is none of a run's: choose {' or '.join(CHECKPOINT_NAMES)}")
+    if not path.is_dir():
+        if name is not None:
+            raise CheckpointError(f"{str(path)!r} is a checkpoint file already; a checkpoint name ({name!r}) picks "
+                                  "one in a run folder: pass the run folder, or drop the name")
+        return path
+    name = name or "latest"
+    for candidate in (path / "checkpoints" / f"{name}.pt", path / f"{name}.pt"):
+        if candidate.is_file():
+            return candidate
+    hint = " (a run writes best.pt at its first evaluation; eval_every 0 writes none)" if name == "best" else ""
+    raise CheckpointError(
+        f"{str(path)!r} is a folder with no checkpoints/{name}.pt{hint}; pass a run folder or a .pt file"
+    )
+
+
 def load_checkpoint(path: str | Path, agent: str | None = None) -> dict[str, Any]:
     """Read a checkpoint without running any code from it; ``agent`` (e.g. ``"ppo"``) checks who wrote it."""
-    path = Path(path)
-    if path.is_dir():
-        for candidate in (path / "checkpoints" / "latest.pt", path / "latest.pt"):
-            if candidate.is_file():
-                path = candidate
-                break
-        else:
-            raise CheckpointError(
-                f"{str(path)!r} is a folder with no checkpoints/latest.pt; pass a run folder or a .pt file"
-            )
+    path = checkpoint_file(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
     try:

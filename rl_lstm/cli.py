@@ -61,8 +61,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def train_command(args: argparse.Namespace) -> int:
-    """``rl-lstm train``: resolve the config, train in a run folder, say where it is and how to watch it."""
-    from rl_lstm.training import read_run_config, resolve_config, train
+    """``rl-lstm train``: resolve the config, train in a run folder, say where it is, how it ended and what next."""
+    from rl_lstm.training import read_final_evaluation, read_run_config, resolve_config, train
 
     if args.resume:
         run_dir = Path(args.resume)
@@ -103,10 +103,27 @@ def train_command(args: argparse.Namespace) -> int:
         )
         return 130
     console.print(
-        f"Run folder: {run_dir}\nWatch it: tensorboard --logdir {run_config.runs_dir}\n"
-        f"Evaluate it: rl-lstm evaluate {run_dir} --episodes 100"
+        f"Run folder: {run_dir}\n{final_evaluation_text(read_final_evaluation(run_dir))}\n"
+        f"Watch it: tensorboard --logdir {run_config.runs_dir}\n"
+        f"Evaluate it: rl-lstm evaluate {run_dir} --episodes 100 (add --checkpoint best for the best one)",
+        markup=False,
+        soft_wrap=True,
     )
     return 0
+
+
+def final_evaluation_text(report: dict | None) -> str:
+    """Two lines: the run's final evaluation (of checkpoints/latest.pt) and which checkpoint is best."""
+    if report is None:
+        return "No final evaluation: eval_every is 0 (set it to evaluate and keep checkpoints/best.pt)"
+    success = "" if report["success_rate"] is None else f"success {report['success_rate']:.1%}, "
+    best = report["best"]
+    return (
+        f"Final evaluation of {report['checkpoint']} at {report['num_timesteps']:,} env steps "
+        f"({report['num_episodes']} deterministic episodes): {success}mean return {report['mean_return']:.3f}\n"
+        f"Best checkpoint: {best['checkpoint']}, from {best['num_timesteps']:,} env steps "
+        f"(mean return {best['mean_return']:.3f})"
+    )
 
 
 def export_command(args: argparse.Namespace) -> int:

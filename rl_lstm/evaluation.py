@@ -29,7 +29,7 @@ from rich.table import Table
 
 from agents import agent_class
 from rl_lstm.agent import RecurrentAgent
-from rl_lstm.checkpoints import load_checkpoint
+from rl_lstm.checkpoints import CHECKPOINT_NAMES, checkpoint_file, load_checkpoint
 from rl_lstm.errors import ConfigError, RLLSTMError
 from rl_lstm.vec_env import (
     SinglePrevActionReward,
@@ -500,6 +500,9 @@ def _parser() -> argparse.ArgumentParser:
         "writes eval.json.",
     )
     parser.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT", help="a run folder or a checkpoint .pt file")
+    parser.add_argument("--checkpoint", choices=CHECKPOINT_NAMES, default=None,
+                        help="of a run folder: latest (default; the policy training ended with, which --resume "
+                        "continues) or best (the best evaluation's; its report is eval_best.json)")
     parser.add_argument("--episodes", type=_positive_int, default=100, help="episodes to evaluate (default 100)")
     parser.add_argument("--stochastic", action="store_true", help="sample actions (default: the most likely action)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the env copies and of sampled actions")
@@ -528,6 +531,8 @@ def _print_summary(report: dict[str, Any], written: list[Path]) -> None:
         table.add_row("success rate", f"{report['success_rate']:.1%}")
     table.add_row("mean episode length", f"{report['mean_length']:.1f}")
     console = Console()
+    console.print(f"Evaluated {report['checkpoint']} ({report['num_timesteps']:,} env steps)", markup=False,
+                  soft_wrap=True)
     console.print(table)
     for path in written:
         console.print(f"wrote {path}", markup=False)
@@ -540,7 +545,8 @@ def main(argv: list[str] | None = None) -> int:
     output = Path(args.output) if args.output is not None else (source if source.is_dir() else source.parent)
     deterministic = not args.stochastic
     try:
-        agent = load_agent(source, device=args.device)
+        checkpoint = checkpoint_file(source, args.checkpoint)
+        agent = load_agent(checkpoint, device=args.device)
         if args.video:
             check_video(agent)  # fail before a long evaluation, not after it
         result = evaluate_agent(
@@ -548,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         output.mkdir(parents=True, exist_ok=True)
         report: dict[str, Any] = {
-            "checkpoint": str(source),
+            "checkpoint": str(checkpoint),
             "agent": agent.name,
             "env_id": agent.env_id,
             "env_kwargs": agent.config.env_kwargs,
@@ -558,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
             **result.to_dict(),
         }
         # Written now and again with what follows: a video or plot that fails does not lose the evaluation.
-        report_path = output / "eval.json"
+        report_path = output / ("eval_best.json" if args.checkpoint == "best" else "eval.json")
         report_path.write_text(json.dumps(report, indent=2) + "\n")
         written = [report_path]
         if args.video:

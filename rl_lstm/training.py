@@ -5,11 +5,13 @@ runs/<env>/<agent>_<seed>_<time>/
     events.out.tfevents.*    TensorBoard
     checkpoints/latest.pt    every checkpoint_every env steps, at the end, and on Ctrl-C
     checkpoints/best.pt      the best evaluation mean return so far
+    final_eval.json          the evaluation after the last update (of latest.pt), and which checkpoint is best
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import signal
 import time
 from collections.abc import Callable
@@ -24,9 +26,11 @@ from agents import agent_class
 from rl_lstm.agent import RecurrentAgent
 from rl_lstm.config import build_config, config_to_dict, preset, read_yaml, require, resolve_env_rules
 from rl_lstm.errors import ConfigError
+from rl_lstm.evaluation import EvaluationResult, evaluate_agent
 from rl_lstm.vec_env import resolve_env_id
 
 CHECKPOINTS = "checkpoints"
+FINAL_EVALUATION = "final_eval.json"
 
 
 @dataclass
@@ -39,7 +43,7 @@ class RunConfig:
     seed: int = 0  # seeds torch, numpy, Python and the envs; recorded in the run folder
     device: str = "cpu"  # "cpu", "cuda" or "auto"
     torch_threads: int = 1  # intra-op threads: small recurrent nets run fastest on one
-    eval_every: int = 25_000  # env steps between evaluations (0: no evaluation, no best checkpoint)
+    eval_every: int = 25_000  # env steps between evaluations, and one after the last update (0: none, no best)
     eval_episodes: int = 100  # episodes per evaluation
     checkpoint_every: int = 25_000  # env steps between checkpoints/latest.pt
     runs_dir: str = "runs"  # where run folders are made
@@ -109,16 +113,24 @@ def read_run_config(run_dir: Path) -> tuple[RunConfig, dict[str, Any]]:
 
 class RunCallback:
     """After each update: evaluate and keep the best, checkpoint, and stop cleanly on Ctrl-C; on the first, log
-    ``hparams`` (the resolved config) for TensorBoard's HPARAMS tab."""
+    ``hparams`` (the resolved config) for TensorBoard's HPARAMS tab. The last update of the budget is always
+    evaluated, so a run ends with the evaluation of the policy it ends with."""
 
     def __init__(self, run_dir: Path, run_config: RunConfig, hparams: dict[str, Any]):
         self.run_dir = run_dir
         self.run_config = run_config
         self.hparams: dict[str, Any] | None = hparams
         self.best_mean_return = -float("inf")
+        self.best_timesteps: int | None = None  # env steps of the evaluation that checkpoints/best.pt holds
+        self.last_evaluation: tuple[int, EvaluationResult] | None = None  # (env steps, evaluation)
         self.next_eval = 0
         self.next_checkpoint = 0
         self.interrupted = False
+
+    @property
+    def best(self) -> dict[str, Any]:
+        """What checkpoints/best.pt holds, as checkpoints record it for a resumed run."""
+        return {"best_mean_return": self.best_mean_return, "best_timesteps": self.best_timesteps}
 
     def schedule_from(self, num_timesteps: int) -> None:
         """Set the next evaluation and checkpoint after ``num_timesteps`` (for fresh and resumed runs)."""
@@ -130,24 +142,29 @@ class RunCallback:
 
     def save_latest(self, agent: RecurrentAgent) -> None:
         """Write checkpoints/latest.pt (atomically) with what the run needs to resume."""
-        agent.save(self.run_dir / CHECKPOINTS / "latest.pt", extra={"best_mean_return": self.best_mean_return})
+        agent.save(self.run_dir / CHECKPOINTS / "latest.pt", extra=self.best)
+
+    def evaluate(self, agent: RecurrentAgent) -> EvaluationResult:
+        """Evaluate the agent, log it under ``eval/...`` and write checkpoints/best.pt if it is the best so far."""
+        result = evaluate_agent(agent, num_episodes=self.run_config.eval_episodes, seed=self.run_config.seed)
+        scalars = {"eval/mean_reward": result.mean_return, "eval/mean_ep_length": result.mean_length}
+        if result.successes is not None:
+            scalars["eval/success_rate"] = result.success_rate
+        agent.logger.record(scalars, agent.num_timesteps)
+        if result.mean_return > self.best_mean_return:
+            self.best_mean_return, self.best_timesteps = result.mean_return, agent.num_timesteps
+            agent.save(self.run_dir / CHECKPOINTS / "best.pt", extra=self.best)
+        self.last_evaluation = agent.num_timesteps, result
+        return result
 
     def __call__(self, agent: RecurrentAgent) -> bool:
         if self.hparams is not None:
             # Here, not before learn: the agent opens its TensorBoard writer in learn, and the row goes into that file.
             agent.logger.record_hparams(self.hparams, agent.num_timesteps)
             self.hparams = None
-        if self.run_config.eval_every and agent.num_timesteps >= self.next_eval:
-            from rl_lstm.evaluation import evaluate_agent
-
-            result = evaluate_agent(agent, num_episodes=self.run_config.eval_episodes, seed=self.run_config.seed)
-            scalars = {"eval/mean_reward": result.mean_return, "eval/mean_ep_length": result.mean_length}
-            if result.successes is not None:
-                scalars["eval/success_rate"] = result.success_rate
-            agent.logger.record(scalars, agent.num_timesteps)
-            if result.mean_return > self.best_mean_return:
-                self.best_mean_return = result.mean_return
-                agent.save(self.run_dir / CHECKPOINTS / "best.pt", extra={"best_mean_return": self.best_mean_return})
+        last_update = agent.num_timesteps >= agent.total_timesteps
+        if self.run_config.eval_every and (agent.num_timesteps >= self.next_eval or last_update):
+            self.evaluate(agent)
             self.schedule_from(agent.num_timesteps)
         if agent.num_timesteps >= self.next_checkpoint:
             self.save_latest(agent)
@@ -178,9 +195,12 @@ def train(
             run_dir = new_run_dir(run_config)
     agent.tensorboard_log = str(run_dir)
     write_run_config(run_dir, run_config, hyperparams)
+    # A resumed run moves latest.pt on: the evaluation of where it was would describe a checkpoint no longer there.
+    (run_dir / FINAL_EVALUATION).unlink(missing_ok=True)
     callback = make_callback(run_dir, run_config, {**config_to_dict(run_config), **config_to_dict(hyperparams)})
     if resume:
         callback.best_mean_return = agent.checkpoint_extra.get("best_mean_return", -float("inf"))
+        callback.best_timesteps = agent.checkpoint_extra.get("best_timesteps")
     callback.schedule_from(agent.num_timesteps)
 
     def on_interrupt(signum: int, frame: Any) -> None:
@@ -199,4 +219,27 @@ def train(
     run_dir.joinpath("interrupted").unlink(missing_ok=True)
     if callback.interrupted:
         run_dir.joinpath("interrupted").touch()
+    elif callback.last_evaluation is not None:
+        write_final_evaluation(run_dir, callback)
     return run_dir
+
+
+def write_final_evaluation(run_dir: Path, callback: RunCallback) -> None:
+    """Write final_eval.json: the run's last evaluation (of checkpoints/latest.pt) and which checkpoint is best."""
+    steps, result = callback.last_evaluation
+    report = {
+        "checkpoint": f"{CHECKPOINTS}/latest.pt",
+        "num_timesteps": steps,
+        "deterministic": True,
+        "seed": callback.run_config.seed,
+        **result.to_dict(),
+        "best": {"checkpoint": f"{CHECKPOINTS}/best.pt", "num_timesteps": callback.best_timesteps,
+                 "mean_return": callback.best_mean_return},
+    }
+    (run_dir / FINAL_EVALUATION).write_text(json.dumps(report, indent=2) + "\n")
+
+
+def read_final_evaluation(run_dir: Path) -> dict[str, Any] | None:
+    """A run folder's final_eval.json, or None where the run wrote none (interrupted, or eval_every 0)."""
+    path = run_dir / FINAL_EVALUATION
+    return json.loads(path.read_text()) if path.is_file() else None

@@ -159,27 +159,23 @@ def nest(flat: dict[str, Any]) -> dict[str, Any]:
 
 
 class TrialCallback(RunCallback):
-    """RunCallback (evaluations, best and latest checkpoints) that reports each evaluation to the trial and stops
-    once the pruner says so; it also evaluates after the last update, so every trial ends with an evaluation."""
+    """RunCallback (evaluations, the last update's among them, best and latest checkpoints) that reports each
+    evaluation to the trial and stops once the pruner says so."""
 
     def __init__(self, trial: optuna.Trial, run_dir: Path, run_config: RunConfig, hparams: dict[str, Any]):
         super().__init__(run_dir, run_config, hparams)
         self.trial = trial
         self.value: float | None = None
-        self.evaluated_at = 0  # env steps of the latest evaluation
         self.pruned = False
 
     def __call__(self, agent: RecurrentAgent) -> bool:
-        if agent.num_timesteps >= agent.total_timesteps:
-            self.next_eval = 0
-        evaluating = agent.num_timesteps >= self.next_eval
+        evaluated_before = self.last_evaluation
         keep_going = super().__call__(agent)
-        if not evaluating:
+        if self.last_evaluation is evaluated_before:
             return keep_going
         latest = agent.logger.latest
         # The objective is what the task asks for: success where the env reports it, else the return.
         self.value = latest.get("eval/success_rate", latest["eval/mean_reward"])
-        self.evaluated_at = agent.num_timesteps
         self.trial.report(self.value, agent.num_timesteps)
         self.pruned = self.trial.should_prune()
         return keep_going and not self.pruned
@@ -213,7 +209,7 @@ def run_trial(trial: optuna.Trial, settings: TuneSettings, space: dict[str, dict
         raise optuna.TrialPruned(str(error)) from error
     (callback,) = callbacks
     if callback.pruned:
-        reason = f"the median pruner stopped it at step {callback.evaluated_at} (evaluation {callback.value:.4g})"
+        reason = f"the median pruner stopped it at step {callback.last_evaluation[0]} (evaluation {callback.value:.4g})"
         trial.set_user_attr("pruned_because", reason)
         raise optuna.TrialPruned(reason)
     return callback.value

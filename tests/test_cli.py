@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -78,6 +79,73 @@ def test_train_writes_a_complete_run_folder(tmp_path: Path) -> None:
         "eval/success_rate",
     ):
         assert tag in events.Tags()["scalars"], tag
+
+
+def test_train_ends_with_a_final_evaluation_of_its_latest_checkpoint_and_names_the_best(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    run_dir = _train(tmp_path)
+    final = json.loads((run_dir / "final_eval.json").read_text())
+    assert final["checkpoint"] == "checkpoints/latest.pt" and final["num_timesteps"] == 512
+    assert final["num_episodes"] == 5 and _scalar_steps(run_dir, "eval/mean_reward")[-1] == 512
+    best = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=False)
+    assert final["best"]["num_timesteps"] == best["num_timesteps"] in _scalar_steps(run_dir, "eval/mean_reward")
+    assert final["best"]["mean_return"] >= final["mean_return"]
+    printed = capsys.readouterr().out
+    assert (f"Final evaluation of checkpoints/latest.pt at 512 env steps (5 deterministic episodes): success "
+            f"{final['success_rate']:.1%}, mean return {final['mean_return']:.3f}") in printed
+    assert f"Best checkpoint: checkpoints/best.pt, from {best['num_timesteps']:,} env steps" in printed
+
+
+def test_the_last_update_is_evaluated_even_when_no_evaluation_falls_due(tmp_path: Path) -> None:
+    run_dir = _train(tmp_path, "eval_every=100000")
+    assert _scalar_steps(run_dir, "eval/mean_reward") == [512]
+    assert json.loads((run_dir / "final_eval.json").read_text())["best"]["num_timesteps"] == 512
+
+
+def test_a_run_without_evaluations_says_so_and_writes_no_final_evaluation(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    run_dir = _train(tmp_path, "eval_every=0")
+    assert not (run_dir / "final_eval.json").exists() and not (run_dir / "checkpoints" / "best.pt").exists()
+    assert "No final evaluation: eval_every is 0" in capsys.readouterr().out
+
+
+def test_a_resumed_run_remembers_which_evaluation_its_best_checkpoint_holds(tmp_path: Path) -> None:
+    run_dir = _train(tmp_path)
+    before = json.loads((run_dir / "final_eval.json").read_text())["best"]
+    assert main(["train", "--resume", str(run_dir), "--timesteps", "1024", "--no-progress"]) == 0
+    after = json.loads((run_dir / "final_eval.json").read_text())
+    best = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=False)
+    assert after["num_timesteps"] == 1024 and after["best"]["num_timesteps"] == best["num_timesteps"]
+    assert after["best"]["mean_return"] >= before["mean_return"]
+
+
+def test_evaluate_picks_the_best_or_the_latest_checkpoint_of_a_run_and_says_which(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    run_dir = _train(tmp_path, "eval_every=100000")  # best.pt is then the last update's, and so is latest.pt
+    assert main(["train", "--resume", str(run_dir), "--timesteps", "1024", "--no-progress",
+                 "--set", "eval_every=0"]) == 0  # latest.pt moves on to 1,024 env steps; best.pt stays at 512
+    assert not (run_dir / "final_eval.json").exists(), "the evaluation of 512 steps no longer describes latest.pt"
+    capsys.readouterr()
+    assert main(["evaluate", str(run_dir), "--episodes", "4", "--checkpoint", "best"]) == 0
+    assert f"Evaluated {run_dir / 'checkpoints' / 'best.pt'} (512 env steps)" in capsys.readouterr().out
+    best = json.loads((run_dir / "eval_best.json").read_text())
+    assert best["checkpoint"] == str(run_dir / "checkpoints" / "best.pt") and best["num_timesteps"] == 512
+    assert main(["evaluate", str(run_dir), "--episodes", "4"]) == 0
+    assert f"Evaluated {run_dir / 'checkpoints' / 'latest.pt'} (1,024 env steps)" in capsys.readouterr().out
+    assert json.loads((run_dir / "eval.json").read_text())["num_timesteps"] == 1024
+
+
+def test_evaluate_names_the_fix_for_a_checkpoint_name_it_cannot_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    run_dir = _train(tmp_path, "eval_every=0")
+    assert main(["evaluate", str(run_dir), "--checkpoint", "best"]) == 2
+    assert "no checkpoints/best.pt (a run writes best.pt at its first evaluation" in capsys.readouterr().err
+    assert main(["evaluate", str(run_dir / "checkpoints" / "latest.pt"), "--checkpoint", "latest"]) == 2
+    assert "is a checkpoint file already" in capsys.readouterr().err
 
 
 def test_resume_continues_the_step_count_and_the_tensorboard_curve(tmp_path: Path) -> None:
