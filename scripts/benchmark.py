@@ -11,6 +11,7 @@
     python scripts/benchmark.py ray          # PPO env steps/s in-process and on Ray rollout workers
     python scripts/benchmark.py convlstm     # ConvLSTM against CNN + LSTM on the pixel passive T-maze
     python scripts/benchmark.py device       # PPO on CPU and CUDA: env steps/s at 64 and 1024 envs, runs to success
+    python scripts/benchmark.py main-job     # the main job (make train) seed by seed, judged by its final policy
 
 Each benchmark rewrites only its own section of docs/benchmarks.md (between
 ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``), with the command that produced it.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import platform
 import shlex
+import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -47,18 +49,34 @@ def machine_description() -> str:
 
     import torch
 
+    # The kernels torch dispatches to (AVX512, AVX2, ...; ATEN_CPU_CAPABILITY chooses) round differently, and a
+    # training run's trajectory follows the rounding.
     return (
         f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, numpy {np.__version__}, "
-        f"gymnasium {gym.__version__}, torch {torch.__version__}"
+        f"gymnasium {gym.__version__}, torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()} kernels)"
     )
 
 
+def code_description() -> str:
+    """The commit of the code measured (the checkout this script lies in), and whether its tree had changes."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*arguments: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *arguments], capture_output=True, text=True).stdout.strip()
+
+    commit = git("rev-parse", "--short=12", "HEAD")
+    if not commit:
+        return "code outside git (no commit)"
+    return f"commit {commit} ({'dirty: uncommitted changes' if git('status', '--porcelain') else 'clean'})"
+
+
 def write_section(name: str, body: str, command: str) -> None:
-    """Replace (or append) the section ``name`` of docs/benchmarks.md with ``body`` and its command."""
+    """Replace (or append) the section ``name`` of docs/benchmarks.md with ``body``, its command, code and machine."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     section = (
         f"<!-- {name}:start -->\n"
-        f"Measured {stamp} with `{command}` on {machine_description()}.\n\n{body.strip()}\n"
+        f"Measured {stamp} with `{command}` at {code_description()} on {machine_description()}.\n\n"
+        f"{body.strip()}\n"
         f"<!-- {name}:end -->"
     )
     BENCHMARKS_FILE.parent.mkdir(parents=True, exist_ok=True)
@@ -170,6 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     import benchmark_convlstm
     import benchmark_device
     import benchmark_evolino
+    import benchmark_main_job
     import benchmark_memory
     import benchmark_ppo
     import benchmark_ray
@@ -195,6 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     benchmark_ray.add_parsers(subparsers)
     benchmark_convlstm.add_parsers(subparsers)
     benchmark_device.add_parsers(subparsers)
+    benchmark_main_job.add_parsers(subparsers)
     args = parser.parse_args(argv)
     # Quoted as a shell would need it: a task such as "rl_lstm/TMaze-v0@success>=0.95" holds a ">".
     command = shlex.join(["python", "scripts/benchmark.py", *(argv if argv is not None else sys.argv[1:])])
