@@ -227,6 +227,8 @@ def main(argv: list[str] | None = None) -> None:
         section = args.benchmark if env in (None, default_env) else f"{args.benchmark}-{env.replace('/', '-')}"
         if getattr(args, "no_preset", False):
             section += "-no-preset"  # beside the presets' section, not over it
+        if getattr(args, "label", None):
+            section += f"-{args.label}"  # beside the unlabelled section, e.g. a run with a key changed
         write_section(section, body, command)
         print(f"wrote the {section} section of {BENCHMARKS_FILE}")
 

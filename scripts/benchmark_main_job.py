@@ -145,6 +145,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="seeds to run")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (one per core)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    parser.add_argument("--label", help="write the section main-job-LABEL, beside the others (e.g. held-out)")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                         help="keys to change in the main job's command (rl-lstm train --set), e.g. shared_core=false")
     parser.set_defaults(run=benchmark_main_job)
@@ -156,6 +157,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     trace.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="keys to change, as in main-job")
     trace.add_argument("--context", type=int, default=5, help="updates shown before each flip")
     trace.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    trace.add_argument("--label", help="write the section main-job-trace-LABEL, beside the others")
     trace.set_defaults(run=trace_main_job)
 
 
