@@ -58,7 +58,11 @@ def machine_description() -> str:
 
 
 def code_description() -> str:
-    """The commit of the code measured (the checkout this script lies in), and whether its tree had changes."""
+    """The commit of the code measured (the checkout this script lies in), and whether its code had changes.
+
+    docs/ holds the records themselves (this file, memory_span.json, images): a benchmark writing them is no change
+    to the code it measures.
+    """
     root = Path(__file__).resolve().parent.parent
 
     def git(*arguments: str) -> str:
@@ -67,7 +71,8 @@ def code_description() -> str:
     commit = git("rev-parse", "--short=12", "HEAD")
     if not commit:
         return "code outside git (no commit)"
-    return f"commit {commit} ({'dirty: uncommitted changes' if git('status', '--porcelain') else 'clean'})"
+    changed = git("status", "--porcelain", "--", ".", ":(exclude)docs")
+    return f"commit {commit} ({'dirty: uncommitted changes' if changed else 'clean'})"
 
 
 def write_section(name: str, body: str, command: str) -> None:

@@ -45,11 +45,11 @@ def _feed_forward(agent: str, task: Task, seed: int, budget: int, **overrides: A
 
 
 def test_ppo_solves_the_tmaze_of_length_10(learning_seed: int) -> None:
-    """Budget 150k env steps; seeds 0-4 solved at 30,720, 20,480, 30,720, 25,600 and 50,176: 2.99x the slowest.
+    """Budget 150k env steps; seeds 0-4 solved at 80,896, 25,600, 35,840, 45,056 and 35,840: 1.85x the slowest.
 
     Measured with ``python scripts/benchmark.py ppo --seeds 5 --tasks rl_lstm/TMaze-v0:length=10
-    --max-timesteps 150000 --eval-every 5000 --max-seconds 100000 --no-write``. At a 60k budget seeds 0 and 4
-    stayed at 48% (the linear learning rate decays too soon).
+    --max-timesteps 150000 --eval-every 5000 --max-seconds 100000 --no-write --stop-at-first-solve`` at commit
+    9893a7d (the preset's shared core).
     """
     _solve("ppo", TMAZE_10, learning_seed, budget=150_000, eval_every=5_000)
 
