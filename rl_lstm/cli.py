@@ -118,11 +118,12 @@ def final_evaluation_text(report: dict | None) -> str:
         return "No final evaluation: eval_every is 0 (set it to evaluate and keep checkpoints/best.pt)"
     success = "" if report["success_rate"] is None else f"success {report['success_rate']:.1%}, "
     best = report["best"]
+    # A run resumed from a checkpoint older than best_timesteps knows its best return, not where it was reached.
+    origin = "" if best["num_timesteps"] is None else f", from {best['num_timesteps']:,} env steps"
     return (
         f"Final evaluation of {report['checkpoint']} at {report['num_timesteps']:,} env steps "
         f"({report['num_episodes']} deterministic episodes): {success}mean return {report['mean_return']:.3f}\n"
-        f"Best checkpoint: {best['checkpoint']}, from {best['num_timesteps']:,} env steps "
-        f"(mean return {best['mean_return']:.3f})"
+        f"Best checkpoint: {best['checkpoint']}{origin} (mean return {best['mean_return']:.3f})"
     )
 
 

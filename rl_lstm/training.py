@@ -219,8 +219,8 @@ def train(
     run_dir.joinpath("interrupted").unlink(missing_ok=True)
     if callback.interrupted:
         run_dir.joinpath("interrupted").touch()
-    elif callback.last_evaluation is not None:
-        write_final_evaluation(run_dir, callback)
+    elif callback.last_evaluation is not None and callback.last_evaluation[0] == agent.num_timesteps:
+        write_final_evaluation(run_dir, callback)  # of the policy latest.pt holds, not of an earlier one
     return run_dir
 
 

@@ -173,9 +173,9 @@ class TrialCallback(RunCallback):
         keep_going = super().__call__(agent)
         if self.last_evaluation is evaluated_before:
             return keep_going
-        latest = agent.logger.latest
+        _, result = self.last_evaluation
         # The objective is what the task asks for: success where the env reports it, else the return.
-        self.value = latest.get("eval/success_rate", latest["eval/mean_reward"])
+        self.value = result.mean_return if result.success_rate is None else result.success_rate
         self.trial.report(self.value, agent.num_timesteps)
         self.pruned = self.trial.should_prune()
         return keep_going and not self.pruned

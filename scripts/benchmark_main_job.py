@@ -4,6 +4,7 @@
     python scripts/benchmark.py main-job --seeds 100 101 102 103 104    # held out: the figure the README quotes
     python scripts/benchmark.py main-job --set shared_core=false         # the main job with a key changed
     python scripts/benchmark.py main-job-trace --seed 8                  # one run, iteration by iteration
+    python scripts/benchmark.py main-job-trace --seed 4 --set "env_kwargs={length: 200}"  # another corridor
 
 Each run is the main job's own command with ``--seed`` (and a run folder in a temporary directory), then the
 README's ``rl-lstm evaluate RUN --episodes 100``. From the run's evaluations (``eval/success_rate``, every
@@ -32,6 +33,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -182,8 +184,13 @@ def cue_walks(length: int) -> np.ndarray:
 class TraceCallback(RunCallback):
     """RunCallback that also records, after each update, PPO's scalars and what the policy does with the cue."""
 
-    walks = cue_walks(10)
-    rows: list[tuple[float, ...]] = []
+    def __init__(self, run_dir: Path, run_config: RunConfig, hparams: dict[str, Any]) -> None:
+        super().__init__(run_dir, run_config, hparams)
+        if run_config.env != RunConfig.env:
+            raise ValueError(f"main-job-trace follows the cue of {RunConfig.env}, not of {run_config.env}")
+        # The task's corridor (a curriculum trains shorter ones first; the trace plays the task's own).
+        self.walks = cue_walks(hparams["env_kwargs"].get("length", 10))
+        self.rows: list[tuple[float, ...]] = []  # one per update, in TRACE_COLUMNS' order
 
     def __call__(self, agent: RecurrentAgent) -> bool:
         keep_going = super().__call__(agent)
@@ -211,11 +218,17 @@ def trace_main_job(args: argparse.Namespace) -> str:
     """One seed of the main job, iteration by iteration: the rows around every flip of a cue's junction decision."""
     torch.set_num_threads(1)
     values = {"seed": args.seed, "progress_bar": False, **parse_assignments(args.set)}
+    callbacks: list[TraceCallback] = []
+
+    def make_callback(*callback_args: Any) -> TraceCallback:
+        callbacks.append(TraceCallback(*callback_args))
+        return callbacks[-1]
+
     with tempfile.TemporaryDirectory() as scratch:
         run_config, hyperparameters = resolve_config({**values, "runs_dir": scratch})
-        TraceCallback.rows = []
-        train(run_config, hyperparameters, make_callback=TraceCallback)
-    rows = TraceCallback.rows
+        train(run_config, hyperparameters, make_callback=make_callback)
+    (callback,) = callbacks
+    rows = callback.rows
     right = [margin_up > 0 and margin_down > 0 for _, _, _, margin_up, margin_down, *_ in rows]
     flips = [i for i in range(1, len(rows)) if right[i - 1] and not right[i]]
     shown = sorted({j for i in flips for j in range(max(0, i - args.context), min(len(rows), i + 2))}

@@ -10,7 +10,7 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from rl_lstm.cli import main
+from rl_lstm.cli import final_evaluation_text, main
 
 TINY = [
     "num_envs=4",
@@ -95,6 +95,17 @@ def test_train_ends_with_a_final_evaluation_of_its_latest_checkpoint_and_names_t
     assert (f"Final evaluation of checkpoints/latest.pt at 512 env steps (5 deterministic episodes): success "
             f"{final['success_rate']:.1%}, mean return {final['mean_return']:.3f}") in printed
     assert f"Best checkpoint: checkpoints/best.pt, from {best['num_timesteps']:,} env steps" in printed
+
+
+def test_a_best_checkpoint_of_unknown_origin_is_named_without_its_env_step() -> None:
+    # A run resumed from a checkpoint written before best_timesteps was recorded.
+    report = {"checkpoint": "checkpoints/latest.pt", "num_timesteps": 2048, "num_episodes": 5, "success_rate": None,
+              "mean_return": 1.5, "best": {"checkpoint": "checkpoints/best.pt", "num_timesteps": None,
+                                           "mean_return": 2.0}}
+    assert final_evaluation_text(report).splitlines() == [
+        "Final evaluation of checkpoints/latest.pt at 2,048 env steps (5 deterministic episodes): mean return 1.500",
+        "Best checkpoint: checkpoints/best.pt (mean return 2.000)",
+    ]
 
 
 def test_the_last_update_is_evaluated_even_when_no_evaluation_falls_due(tmp_path: Path) -> None:
