@@ -77,6 +77,19 @@ def flatten_hparams(config: dict[str, Any], prefix: str = "") -> dict[str, bool 
     return flat
 
 
+def wait_past_event_files(log_dir: Path) -> None:
+    """Sleep until the second after the newest event file in ``log_dir`` was created, if it is not past yet.
+
+    TensorBoard reads a folder's event files in name order, and a name begins with the second its writer was made
+    (``events.out.tfevents.<seconds>.<host>.<pid>.<n>``): two made in the same second by one process sort by ``n`` as
+    text, 10 before 9, and a resumed run's curve would be read before the curve it continues.
+    """
+    stamps = [int(part) for path in log_dir.glob("events.out.tfevents.*")
+              if (part := path.name.split(".")[3]).isdigit()]
+    if stamps:
+        time.sleep(max(0.0, max(stamps) + 1 - time.time()))
+
+
 class TrainingLogger:
     """TensorBoard events under ``log_dir`` plus an optional rich progress bar; both keyed by env steps."""
 
@@ -86,6 +99,7 @@ class TrainingLogger:
             # Imported here: torch's TensorBoard writer costs a second to import and only logging runs need it.
             from torch.utils.tensorboard import SummaryWriter
 
+            wait_past_event_files(Path(log_dir))
             # A checkpoint at step S is written after the scalars of step S: purging from S + 1 drops only what a
             # crashed run wrote after its last checkpoint, so a resumed curve continues without a fold or a gap.
             self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=start_step + 1 if start_step > 0 else None)

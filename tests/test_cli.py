@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rl_lstm.cli import final_evaluation_text, main
+from rl_lstm.logger import TrainingLogger
 
 TINY = [
     "num_envs=4",
@@ -205,3 +207,14 @@ def test_an_env_the_agent_refuses_stops_the_command_and_leaves_no_run_folder(tmp
     assert code == 2
     assert "Unsupported observation space Text(" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_writer_made_in_the_same_second_as_a_folder_s_events_sorts_after_them(tmp_path: Path) -> None:
+    # Event files sort by name: the second they were made, then the process's writer number as text (10 before 9).
+    earlier = tmp_path / f"events.out.tfevents.{int(time.time())}.host.1.9"
+    earlier.write_bytes(b"")
+    logger = TrainingLogger(tmp_path, total_timesteps=10, progress_bar=False, start_step=5)
+    logger.close()
+    (made,) = [path for path in tmp_path.glob("events.out.tfevents.*") if path != earlier]
+    assert int(made.name.split(".")[3]) > int(earlier.name.split(".")[3])
+    assert sorted(path.name for path in tmp_path.iterdir())[-1] == made.name
