@@ -164,7 +164,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 
 TRACE_COLUMNS = ("env steps", "eval success", "rollout success", "margin (up cue)", "margin (down cue)",
-                 "cue distance in cell state", "entropy", "approx KL", "clip fraction", "value loss", "grad norm",
+                 "cue distance in cell state", "entropy loss", "approx KL", "clip fraction", "value loss", "grad norm",
                  "learning rate")
 
 
