@@ -13,7 +13,7 @@ its ``final_eval.json`` the final policy's success, and which checkpoint is best
 policy meets the threshold, in the run's own final evaluation and in ``rl-lstm evaluate``'s.
 
 ``main-job-trace`` trains one seed of the main job in this process (through ``rl_lstm.training.train``, as the
-command does) and records after every update what PPO logs (entropy, approx KL, clip fraction, value loss, gradient
+command does) and records after every update what PPO logs (entropy loss, approx KL, clip fraction, value loss, gradient
 norm, learning rate, rollout success) and what the policy does with the cue: both cues' optimal walks to the
 junction are played through the policy, and the trace keeps the distance between the two cues' cell states there
 and each cue's junction margin (the right arm's logit over the best other action's: the greedy policy is right for
@@ -82,7 +82,7 @@ def run_main_job(seed: int, runs_dir: Path, assignments: tuple[str, ...] = ()) -
     subprocess.run([*cli, "train", "--seed", str(seed), "--no-progress", "--set", f"runs_dir={runs_dir}",
                     *assignments], check=True, capture_output=True, text=True)
     seconds = time.perf_counter() - start
-    (run_dir,) = (runs_dir / RunConfig.env.replace("/", "_")).iterdir()
+    (run_dir,) = runs_dir.glob("*/*")  # runs/<env>/<run>: the one run this scratch folder holds, whatever its env
     steps, successes = read_scalars(run_dir, "eval/success_rate")
     subprocess.run([*cli, "evaluate", str(run_dir), "--episodes", "100"], check=True, capture_output=True, text=True)
     evaluate_success = json.loads((run_dir / "eval.json").read_text())["success_rate"]
