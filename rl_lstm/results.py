@@ -171,6 +171,12 @@ class Curve:
 
 def read_scalars(run_dir: Path, tag: str) -> tuple[np.ndarray, np.ndarray]:
     """Steps and values of scalar ``tag`` in a run folder's TensorBoard events."""
+    steps, _, values = read_scalar_events(run_dir, tag)
+    return steps, values
+
+
+def read_scalar_events(run_dir: Path, tag: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Steps, wall-clock times (seconds since the epoch) and values of scalar ``tag`` in a run folder's events."""
     events = EventAccumulator(str(run_dir), size_guidance={SCALARS: 0})  # 0: keep every point, not a sample
     events.Reload()
     tags = events.Tags()["scalars"]
@@ -180,7 +186,8 @@ def read_scalars(run_dir: Path, tag: str) -> tuple[np.ndarray, np.ndarray]:
             "(eval/... needs eval_every > 0; rollout/ep_rew_mean is logged by every run)"
         )
     scalars = events.Scalars(tag)
-    return np.array([event.step for event in scalars]), np.array([event.value for event in scalars], dtype=np.float64)
+    return (np.array([event.step for event in scalars]), np.array([event.wall_time for event in scalars]),
+            np.array([event.value for event in scalars], dtype=np.float64))
 
 
 def align_seeds(curves: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:

@@ -12,6 +12,7 @@
     python scripts/benchmark.py convlstm     # ConvLSTM against CNN + LSTM on the pixel passive T-maze
     python scripts/benchmark.py device       # PPO on CPU and CUDA: env steps/s at 64 and 1024 envs, runs to success
     python scripts/benchmark.py main-job     # the main job (make train) seed by seed, judged by its final policy
+    python scripts/benchmark.py popgym       # POPGym's envs through rl-lstm train, beside sb3-contrib's RecurrentPPO
 
 Each benchmark rewrites only its own section of docs/benchmarks.md (between
 ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``), with the command that produced it.
@@ -20,9 +21,9 @@ Each benchmark rewrites only its own section of docs/benchmarks.md (between
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import shlex
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+from records import code_state, cpu_model
 
 import envs
 
@@ -38,41 +40,20 @@ BENCHMARKS_FILE = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.
 
 def machine_description() -> str:
     """CPU model, core count and library versions, for the header of a benchmark section."""
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    import os
-
     import torch
 
-    # The kernels torch dispatches to (AVX512, AVX2, ...; ATEN_CPU_CAPABILITY chooses) round differently, and a
-    # training run's trajectory follows the rounding.
     return (
-        f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, numpy {np.__version__}, "
+        f"{cpu_model()}, {os.cpu_count()} cores; Python {platform.python_version()}, numpy {np.__version__}, "
         f"gymnasium {gym.__version__}, torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()} kernels)"
     )
 
 
 def code_description() -> str:
-    """The commit of the code measured (the checkout this script lies in), and whether its code had changes.
-
-    docs/ holds the records themselves (this file, memory_span.json, images): a benchmark writing them is no change
-    to the code it measures.
-    """
-    root = Path(__file__).resolve().parent.parent
-
-    def git(*arguments: str) -> str:
-        return subprocess.run(["git", "-C", str(root), *arguments], capture_output=True, text=True).stdout.strip()
-
-    commit = git("rev-parse", "--short=12", "HEAD")
-    if not commit:
+    """The commit of the code measured and whether its code (docs/ aside) had changes, in words."""
+    state = code_state()
+    if state["commit"] is None:
         return "code outside git (no commit)"
-    changed = git("status", "--porcelain", "--", ".", ":(exclude)docs")
-    return f"commit {commit} ({'dirty: uncommitted changes' if changed else 'clean'})"
+    return f"commit {state['commit'][:12]} ({'dirty: uncommitted changes' if state['dirty'] else 'clean'})"
 
 
 def write_section(name: str, body: str, command: str) -> None:
@@ -195,6 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     import benchmark_evolino
     import benchmark_main_job
     import benchmark_memory
+    import benchmark_popgym
     import benchmark_ppo
     import benchmark_ray
 
@@ -220,9 +202,11 @@ def main(argv: list[str] | None = None) -> None:
     benchmark_convlstm.add_parsers(subparsers)
     benchmark_device.add_parsers(subparsers)
     benchmark_main_job.add_parsers(subparsers)
+    benchmark_popgym.add_parsers(subparsers)
     args = parser.parse_args(argv)
     # Quoted as a shell would need it: a task such as "rl_lstm/TMaze-v0@success>=0.95" holds a ">".
     command = shlex.join(["python", "scripts/benchmark.py", *(argv if argv is not None else sys.argv[1:])])
+    args.command = command  # for the records a benchmark writes
     body = args.run(args)
     print(body)
     if not args.no_write:

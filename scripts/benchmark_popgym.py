@@ -1,0 +1,496 @@
+"""POPGym (Morad et al., ICLR 2023) as a user runs it, beside sb3-contrib's RecurrentPPO with its defaults.
+
+    python scripts/benchmark.py popgym --seeds 100 101 102                  # the 14 Easy envs, recurrent PPO
+    python scripts/benchmark.py popgym --envs RepeatPreviousEasy CountRecallEasy --seeds 0 --label tuning
+    python scripts/benchmark.py popgym --agents ppo reinforce evolino --no-sb3 --label trainers
+    python scripts/benchmark.py popgym --set prev_action_reward=true --label prev-action
+    python scripts/benchmark.py popgym --tiny --no-write                    # two envs, a few thousand steps
+
+Ours trains through the user's path: ``rl-lstm train --agent A --env popgym:popgym-<Env>-v0 --seed S`` in a fresh
+process, then ``rl-lstm evaluate`` of its final policy, greedy and sampled. sb3-contrib's RecurrentPPO trains with
+its defaults (``MlpLstmPolicy``, 8 envs; ``FlattenObservation`` where the observation is not a Box, which sb3-contrib
+needs: its LSTM gets a numpy integer ``input_size`` from a MultiDiscrete space and a Tuple space not at all), in a
+fresh process too, for the wall-clock our PPO run took (at most ``--sb3-max-seconds``), and is evaluated alike. Both
+run with one thread (``OMP_NUM_THREADS=1``, ``torch_threads=1``); each (env, seed) runs ours and then sb3-contrib,
+and ``--jobs`` pairs run side by side (one per core at most).
+
+The metric is POPGym's MMER, max-mean episodic reward: after every rollout, the mean return of the last 100
+training episodes (the sampled policy's, as training plays them; ``rollout/ep_rew_mean`` in both libraries), and
+its maximum over the run. POPGym's envs scale an episode's return to [-1, 1]. MMER is compared at equal env steps
+(over the range both runs reached) and at equal wall-clock (time since the training process started, start-up and
+our periodic evaluations included); the time figure is how long each library took to first reach sb3-contrib's
+MMER. Every run is a record in ``docs/popgym.json`` (scripts/records.py's provenance, the resolved config, the
+command, the evaluation protocol and the curve).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from records import ROOT, provenance, write_records
+
+from rl_lstm.config import read_yaml
+from rl_lstm.evaluation import MissingDependencyError
+from rl_lstm.results import read_scalar_events
+from rl_lstm.solving import EVALUATION_SEED
+
+RECORDS_FILE = ROOT / "docs" / "popgym.json"
+FIGURES_DIR = ROOT / "docs" / "img" / "popgym"
+CURVE_TAG = "rollout/ep_rew_mean"  # the last 100 training episodes' mean return, after every rollout
+SB3 = "sb3-contrib"
+OURS = "rl_lstm"
+SB3_NUM_ENVS = 8
+TINY_ENVS = ("RepeatPreviousEasy", "CountRecallEasy")
+SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def popgym_env_ids(difficulty: str = "Easy") -> list[str]:
+    """The gymnasium ids of POPGym's envs of one difficulty (Easy, Medium or Hard), in POPGym's order."""
+    try:
+        import popgym.envs
+    except ImportError as error:
+        raise MissingDependencyError(
+            "the POPGym benchmark needs popgym: pip install -e '.[suites]' (make test installs it)"
+        ) from error
+    table = getattr(popgym.envs, f"ALL_{difficulty.upper()}")
+    return [entry["id"] for entry in table.values()]
+
+
+def env_id_of(name: str) -> str:
+    """``RepeatPreviousEasy`` or ``popgym-RepeatPreviousEasy-v0`` as POPGym's gymnasium id."""
+    return name if name.startswith("popgym-") else f"popgym-{name}-v0"
+
+
+def short_name(env_id: str) -> str:
+    """POPGym's gymnasium id without its ``popgym-`` and ``-v0``."""
+    return env_id.removeprefix("popgym-").removesuffix("-v0")
+
+
+@dataclass
+class LearningCurve:
+    """A run's training curve: after each rollout, env steps, seconds since its process started and the mean return
+    of its last 100 training episodes."""
+
+    steps: list[int]
+    seconds: list[float]
+    returns: list[float]
+
+    def mmer(self, max_steps: float = float("inf"), max_seconds: float = float("inf")) -> float | None:
+        """The maximum of the curve over the points within ``max_steps`` and ``max_seconds``; None if none are."""
+        within = [value for steps, seconds, value in zip(self.steps, self.seconds, self.returns)
+                  if steps <= max_steps and seconds <= max_seconds]
+        return max(within) if within else None
+
+    def first_reaching(self, value: float) -> tuple[int, float] | None:
+        """(env steps, seconds) of the first point at or above ``value``; None if the curve never gets there."""
+        return next(((steps, seconds) for steps, seconds, point in zip(self.steps, self.seconds, self.returns)
+                     if point >= value), None)
+
+    def to_dict(self) -> dict[str, list]:
+        """The curve as JSON lists."""
+        return {"steps": self.steps, "seconds": self.seconds, "returns": self.returns}
+
+
+def single_threaded() -> dict[str, str]:
+    """This process's environment with one OpenMP/MKL thread: a run takes one core."""
+    return {**os.environ, **SINGLE_THREAD}
+
+
+def run_ours(agent: str, env_id: str, seed: int, timesteps: int, assignments: list[str], runs_dir: Path,
+             episodes: int) -> dict[str, Any]:
+    """``rl-lstm train`` of ``agent`` on ``env_id`` in a fresh process, then ``rl-lstm evaluate`` of its final
+    policy, greedy and sampled: the run's record."""
+    cli = [sys.executable, "-m", "rl_lstm.cli"]
+    runs_dir = runs_dir / short_name(env_id) / f"{agent}-seed{seed}"  # a folder that will hold this run alone
+    train = [*cli, "train", "--agent", agent, "--env", f"popgym:{env_id}", "--seed", str(seed), "--timesteps",
+             str(timesteps), "--no-progress", "--set", f"runs_dir={runs_dir}", "torch_threads=1", *assignments]
+    start = time.time()
+    subprocess.run(train, check=True, capture_output=True, text=True, env=single_threaded())
+    seconds = time.time() - start
+    (run_dir,) = runs_dir.glob("*/*")
+    steps, wall_times, returns = read_scalar_events(run_dir, CURVE_TAG)
+    curve = LearningCurve([int(step) for step in steps], [float(t - start) for t in wall_times],
+                          [float(value) for value in returns])
+    final = {}
+    # The greedy report is the run folder's eval.json, which rl-lstm compare scores.
+    for policy, output, flags in (("greedy", run_dir, []), ("sampled", run_dir / "eval_sampled", ["--stochastic"])):
+        subprocess.run([*cli, "evaluate", str(run_dir), "--episodes", str(episodes), "--seed", str(EVALUATION_SEED),
+                        "--output", str(output), *flags], check=True, capture_output=True, text=True,
+                       env=single_threaded())
+        final[policy] = json.loads((output / "eval.json").read_text())["mean_return"]
+    config = read_yaml(run_dir / "config.yaml")
+    return {"library": OURS, "agent": agent, "env": env_id, "seed": seed, "command": shlex.join(train[1:]),
+            "config": config, "run_dir": str(run_dir), "env_steps": curve.steps[-1] if curve.steps else 0,
+            "seconds": seconds, "curve": curve.to_dict(), "mmer": curve.mmer(), "final": final,
+            "prev_action": bool(config["hyperparams"].get("prev_action_reward")),
+            "protocol": evaluation_protocol(episodes)}
+
+
+def evaluation_protocol(episodes: int) -> dict[str, Any]:
+    """How a record's figures were measured."""
+    return {"mmer": f"max over rollouts of the mean return of the last 100 training episodes ({CURVE_TAG})",
+            "final_episodes": episodes, "final_eval_seed": EVALUATION_SEED,
+            "final_policies": {"greedy": "most likely action", "sampled": "actions sampled from the policy"}}
+
+
+def run_sb3(env_id: str, seed: int, seconds: float, max_steps: int, prev_action: bool, episodes: int,
+            scratch: Path) -> dict[str, Any]:
+    """sb3-contrib's RecurrentPPO with its defaults on ``env_id`` in a fresh process (:func:`sb3_worker`), for
+    ``seconds`` of wall-clock or ``max_steps`` env steps, whichever ends first: the run's record."""
+    output = scratch / f"sb3_{short_name(env_id)}_{seed}.json"
+    start = time.time()
+    worker = [sys.executable, str(Path(__file__).resolve()), "--env", env_id, "--seed", str(seed), "--deadline",
+              str(start + seconds), "--max-steps", str(max_steps), "--episodes", str(episodes), "--output",
+              str(output), *(["--prev-action"] if prev_action else [])]
+    subprocess.run(worker, check=True, capture_output=True, text=True, env=single_threaded())
+    result = json.loads(output.read_text())
+    curve = LearningCurve(result["steps"], [t - start for t in result["wall_times"]], result["returns"])
+    return {"library": SB3, "agent": "ppo", "env": env_id, "seed": seed,
+            "command": shlex.join(["python", "scripts/benchmark_popgym.py", *worker[2:]]),
+            "config": result["config"], "env_steps": result["num_timesteps"], "seconds": result["train_seconds"],
+            "time_budget": seconds, "curve": curve.to_dict(), "mmer": curve.mmer(), "final": result["final"],
+            "prev_action": prev_action, "protocol": evaluation_protocol(episodes)}
+
+
+def sb3_env(env_id: str, prev_action: bool) -> Any:
+    """A POPGym env as sb3-contrib's MlpLstmPolicy can take it: the previous action and reward added as ours adds
+    them (``prev_action_reward``), and a non-Box observation flattened (one-hot, as sb3 encodes Discrete ones)."""
+    import gymnasium as gym
+    import popgym  # noqa: F401  (registers the popgym-* ids)
+
+    from rl_lstm.vec_env import SinglePrevActionReward
+
+    env = gym.make(env_id)
+    if prev_action:
+        env = SinglePrevActionReward(env)
+    if not isinstance(env.observation_space, gym.spaces.Box):
+        env = gym.wrappers.FlattenObservation(env)
+    return env
+
+
+def sb3_worker(argv: list[str] | None = None) -> None:
+    """Train and evaluate sb3-contrib's RecurrentPPO (defaults) on one env; write its curve and figures as JSON."""
+    parser = argparse.ArgumentParser(description=sb3_worker.__doc__)
+    parser.add_argument("--env", required=True)
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--deadline", type=float, required=True, help="stop training at this time.time()")
+    parser.add_argument("--max-steps", type=int, required=True)
+    parser.add_argument("--episodes", type=int, required=True)
+    parser.add_argument("--prev-action", action="store_true")
+    parser.add_argument("--output", required=True)
+    args = parser.parse_args(argv)
+
+    import torch
+    from sb3_contrib import RecurrentPPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    torch.set_num_threads(1)
+    curve: dict[str, list] = {"steps": [], "wall_times": [], "returns": []}
+
+    class CurveUntilDeadline(BaseCallback):
+        """Records the last 100 episodes' mean return after each rollout; stops training at the deadline."""
+
+        def _on_rollout_end(self) -> None:
+            if self.model.ep_info_buffer:
+                curve["steps"].append(int(self.num_timesteps))
+                curve["wall_times"].append(time.time())
+                curve["returns"].append(float(np.mean([info["r"] for info in self.model.ep_info_buffer])))
+
+        def _on_step(self) -> bool:
+            return time.time() < args.deadline
+
+    def make(seed: int) -> Any:
+        return make_vec_env(lambda: sb3_env(args.env, args.prev_action), n_envs=SB3_NUM_ENVS, seed=seed)
+
+    start = time.time()
+    model = RecurrentPPO("MlpLstmPolicy", make(args.seed), seed=args.seed, device="cpu", verbose=0)
+    model.learn(total_timesteps=args.max_steps, callback=CurveUntilDeadline())
+    train_seconds = time.time() - start
+    final = {}
+    for policy, deterministic in (("greedy", True), ("sampled", False)):
+        returns, _ = evaluate_policy(model, make(EVALUATION_SEED), n_eval_episodes=args.episodes,
+                                     deterministic=deterministic, return_episode_rewards=True)
+        final[policy] = float(np.mean(returns))
+    config = {"policy": "MlpLstmPolicy", "n_envs": SB3_NUM_ENVS, "max_steps": args.max_steps,
+              **{name: repr(getattr(model, name)) for name in ("learning_rate", "n_steps", "batch_size", "n_epochs",
+                                                                "gamma", "gae_lambda", "clip_range", "ent_coef",
+                                                                "vf_coef", "max_grad_norm", "policy_kwargs")}}
+    Path(args.output).write_text(json.dumps({**curve, "num_timesteps": int(model.num_timesteps), "final": final,
+                                             "train_seconds": train_seconds, "config": config}))
+
+
+def run_pair(env_id: str, seed: int, args: argparse.Namespace, runs_dir: Path, scratch: Path) -> list[dict[str, Any]]:
+    """One env and seed: each of our trainers, then sb3-contrib for the wall-clock our PPO run took."""
+    records = []
+    for agent in args.agents:
+        record = run_ours(agent, env_id, seed, args.timesteps[agent], args.set, runs_dir, args.episodes)
+        records.append(record)
+        print(f"{short_name(env_id)} seed {seed} {OURS} {agent}: MMER {mean_text([record['mmer']])}, final greedy "
+              f"{record['final']['greedy']:.3f} sampled {record['final']['sampled']:.3f}, "
+              f"{record['env_steps']:,} env steps, {record['seconds']:.0f} s", flush=True)
+        if agent == "ppo" and args.sb3:
+            budget = min(max(record["seconds"], args.sb3_min_seconds), args.sb3_max_seconds)
+            sb3 = run_sb3(env_id, seed, budget, args.sb3_max_steps, record["prev_action"], args.episodes, scratch)
+            records.append(sb3)
+            print(f"{short_name(env_id)} seed {seed} {SB3}: MMER {mean_text([sb3['mmer']])}, final greedy "
+                  f"{sb3['final']['greedy']:.3f} sampled {sb3['final']['sampled']:.3f}, {sb3['env_steps']:,} "
+                  f"env steps, {sb3['seconds']:.0f} s", flush=True)
+    return records
+
+
+def curve_of(record: dict[str, Any]) -> LearningCurve:
+    """A record's training curve."""
+    curve = record["curve"]
+    return LearningCurve(curve["steps"], curve["seconds"], curve["returns"])
+
+
+@dataclass
+class PairFigures:
+    """Our PPO run against sb3-contrib's on one env and seed."""
+
+    equal_steps: float  # the env steps both reached
+    equal_seconds: float  # the wall-clock both reached
+    ours_at_steps: float | None
+    sb3_at_steps: float | None
+    ours_at_seconds: float | None
+    sb3_at_seconds: float | None
+    ours_seconds_to_sb3: float | None  # seconds our curve took to first reach sb3-contrib's MMER; None if never
+    sb3_seconds_to_sb3: float  # seconds sb3-contrib's curve took to first reach its own MMER
+
+
+def pair_figures(ours: dict[str, Any], sb3: dict[str, Any]) -> PairFigures:
+    """MMER of both runs at equal env steps and at equal wall-clock, and each one's time to sb3-contrib's MMER."""
+    ours_curve, sb3_curve = curve_of(ours), curve_of(sb3)
+    steps = min(ours_curve.steps[-1], sb3_curve.steps[-1]) if ours_curve.steps and sb3_curve.steps else 0
+    seconds = min(ours["seconds"], sb3["seconds"])
+    target = sb3["mmer"]
+    reached_by_ours = None if target is None else ours_curve.first_reaching(target)
+    reached_by_sb3 = None if target is None else sb3_curve.first_reaching(target)
+    return PairFigures(
+        steps, seconds, ours_curve.mmer(max_steps=steps), sb3_curve.mmer(max_steps=steps),
+        ours_curve.mmer(max_seconds=seconds), sb3_curve.mmer(max_seconds=seconds),
+        None if reached_by_ours is None else reached_by_ours[1],
+        float("nan") if reached_by_sb3 is None else reached_by_sb3[1],
+    )
+
+
+def mean_text(values: list[float | None], digits: int = 2) -> str:
+    """The mean of ``values`` with their standard deviation over seeds; a dash where a value is missing."""
+    if not values or any(value is None for value in values):
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def comparison_table(records: list[dict[str, Any]], env_ids: list[str], seeds: list[int]) -> list[str]:
+    """Our PPO against sb3-contrib's per env: MMER at equal env steps and at equal wall-clock, and the times."""
+    lines = [
+        "| env | previous action | MMER at equal env steps (steps): ours / sb3-contrib | MMER at equal wall-clock "
+        "(s): ours / sb3-contrib | ours − sb3-contrib | time to sb3-contrib's MMER: ours / sb3-contrib (s) | ratio |",
+        "|---|---|---|---|---:|---|---:|",
+    ]
+    for env_id in env_ids:
+        pairs = []
+        for seed in seeds:
+            ours = find_record(records, OURS, "ppo", env_id, seed)
+            sb3 = find_record(records, SB3, "ppo", env_id, seed)
+            if ours and sb3:
+                pairs.append(pair_figures(ours, sb3))
+        if not pairs:
+            continue
+        ours_times = [pair.ours_seconds_to_sb3 for pair in pairs]
+        sb3_times = [pair.sb3_seconds_to_sb3 for pair in pairs]
+        time_ratio = ("never reached" if any(t is None for t in ours_times)
+                      else f"{statistics.median(o / s for o, s in zip(ours_times, sb3_times)):.2f}x")
+        at_seconds = [(pair.ours_at_seconds, pair.sb3_at_seconds) for pair in pairs]
+        seconds_difference = "—" if any(o is None or s is None for o, s in at_seconds) else (
+            f"{statistics.mean(o - s for o, s in at_seconds):+.2f}")
+        previous_action = find_record(records, OURS, "ppo", env_id, seeds[0])["prev_action"]
+        lines.append(
+            f"| {short_name(env_id)} | {'yes' if previous_action else 'no'} "
+            f"| {mean_text([p.ours_at_steps for p in pairs])} / {mean_text([p.sb3_at_steps for p in pairs])} "
+            f"({statistics.median(p.equal_steps for p in pairs):,.0f}) "
+            f"| {mean_text([p.ours_at_seconds for p in pairs])} / {mean_text([p.sb3_at_seconds for p in pairs])} "
+            f"({statistics.median(p.equal_seconds for p in pairs):.0f}) | {seconds_difference} "
+            f"| {mean_text(ours_times, 0)} / {mean_text(sb3_times, 0)} | {time_ratio} |"
+        )
+    return lines
+
+
+def find_record(records: list[dict[str, Any]], library: str, agent: str, env_id: str,
+                seed: int) -> dict[str, Any] | None:
+    """The record of one library's trainer on one env and seed."""
+    return next((record for record in records if (record["library"], record["agent"], record["env"], record["seed"])
+                 == (library, agent, env_id, seed)), None)
+
+
+def runs_table(records: list[dict[str, Any]], env_ids: list[str], seeds: list[int]) -> list[str]:
+    """Every trainer's MMER, final greedy and sampled returns, env steps and seconds per env, over seeds."""
+    lines = [
+        "| env | library | trainer | previous action | MMER | final greedy | final sampled | env steps | seconds "
+        "| POPGym paper (LSTM / GRU) |",
+        "|---|---|---|---|---|---|---|---:|---:|---|",
+    ]
+    trainers = list(dict.fromkeys((record["library"], record["agent"]) for record in records))
+    for env_id in env_ids:
+        for library, agent in trainers:
+            group = [find_record(records, library, agent, env_id, seed) for seed in seeds]
+            group = [record for record in group if record is not None]
+            if not group:
+                continue
+            lines.append(
+                f"| {short_name(env_id)} | {library} | {agent} | {'yes' if group[0]['prev_action'] else 'no'} "
+                f"| {mean_text([r['mmer'] for r in group])} | {mean_text([r['final']['greedy'] for r in group])} "
+                f"| {mean_text([r['final']['sampled'] for r in group])} "
+                f"| {statistics.median(r['env_steps'] for r in group):,.0f} "
+                f"| {statistics.median(r['seconds'] for r in group):.0f} | {PAPER_FIGURES} |"
+            )
+    return lines
+
+
+# What we could read of Morad et al.'s per-env figures (see the section's text): none.
+PAPER_FIGURES = "not found in the sources we could read"
+
+
+def draw_figures(records: list[dict[str, Any]], env_ids: list[str], figures_dir: Path,
+                 scores_dir: Path) -> list[str]:
+    """Our runs' curves per env (``rl-lstm plot``) and the IQM over envs per trainer (``rl-lstm compare``, each
+    env's returns normalized by POPGym's range [-1, 1]); the lines that show them."""
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    cli = [sys.executable, "-m", "rl_lstm.cli"]
+    ours = [record for record in records if record["library"] == OURS]
+    lines = []
+    for env_id in env_ids:
+        run_dirs = [record["run_dir"] for record in ours if record["env"] == env_id]
+        if run_dirs:
+            image = figures_dir / f"{short_name(env_id)}.png"
+            subprocess.run([*cli, "plot", *run_dirs, "--tag", CURVE_TAG, "--output", str(image)], check=True,
+                           capture_output=True, text=True)
+            lines.append(f"![{short_name(env_id)}]({image.relative_to(figures_dir.parent.parent)})")
+    ranges = [argument for env_id in env_ids for argument in ("--score-range", f"popgym:{env_id}=-1:1")]
+    subprocess.run([*cli, "compare", *(record["run_dir"] for record in ours), *ranges, "--output",
+                              str(scores_dir)], check=True, capture_output=True, text=True)
+    aggregates = json.loads((scores_dir / "compare.json").read_text())["aggregates"]
+    lines.append("")
+    lines.append("| trainer | IQM of normalized final greedy return over envs and seeds [95% CI] |")
+    lines.append("|---|---|")
+    for label, values in aggregates.items():
+        iqm = values["IQM"]
+        low, high = iqm["ci_95"]
+        lines.append(f"| {label} | {iqm['estimate']:.3f} [{low:.3f}, {high:.3f}] |")
+    return lines
+
+
+def benchmark_popgym(args: argparse.Namespace) -> str:
+    """POPGym's envs through rl-lstm train and evaluate, beside sb3-contrib's RecurrentPPO; records and tables."""
+    if args.tiny:
+        args.envs = args.envs or list(TINY_ENVS)
+        args.timesteps = {agent: 3000 for agent in args.agents}
+        # sb3-contrib gets its few thousand steps, not our few seconds (less than its start-up).
+        args.sb3_max_steps, args.sb3_min_seconds, args.episodes = 2048, 60.0, 5
+    else:
+        args.timesteps = parse_timesteps(args.timesteps, args.agents)
+    env_ids = [env_id_of(name) for name in args.envs] if args.envs else popgym_env_ids(args.difficulty)
+    known = set(popgym_env_ids("Easy") + popgym_env_ids("Medium") + popgym_env_ids("Hard"))
+    unknown = [env_id for env_id in env_ids if env_id not in known]
+    if unknown:
+        raise SystemExit(f"not POPGym envs: {', '.join(unknown)}; POPGym's Easy envs are "
+                         f"{', '.join(map(short_name, popgym_env_ids('Easy')))} (and their Medium and Hard)")
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    runs_dir = Path(args.runs_dir or ROOT / "runs" / "benchmark-popgym" / stamp).resolve()
+    with tempfile.TemporaryDirectory() as scratch, ThreadPoolExecutor(args.jobs) as pool:
+        pairs = [(env_id, seed) for env_id in env_ids for seed in args.seeds]
+        results = pool.map(lambda pair: run_pair(*pair, args, runs_dir, Path(scratch)), pairs)
+        records = [record for pair_records in results for record in pair_records]
+    shared = provenance()
+    shared["machine"]["torch_threads"] = 1  # each run's, not this orchestrating process's
+    shared["machine"]["runs_side_by_side"] = args.jobs
+    for record in records:
+        record.update(shared)
+    write_records(Path(args.records), records, args.command)
+    figures = draw_figures(records, env_ids, Path(args.figures), runs_dir / "compare")
+    assigned = f" with `--set {shlex.join(args.set)}`" if args.set else ""
+    budgets = ", ".join(f"{agent} {args.timesteps[agent]:,} env steps" for agent in args.agents)
+    body = [
+        f"## POPGym{assigned}: rl_lstm beside sb3-contrib's RecurrentPPO",
+        "",
+        f"Seeds {', '.join(map(str, args.seeds))}; ours: `rl-lstm train --agent A --env popgym:<id> --seed S` "
+        f"({budgets}), defaults and any shipped preset{assigned}; sb3-contrib: "
+        f"`RecurrentPPO('MlpLstmPolicy')` with its defaults, {SB3_NUM_ENVS} envs, for our PPO run's wall-clock "
+        f"(at "
+        f"most {args.sb3_max_seconds:.0f} s and {args.sb3_max_steps:,} env steps). One thread per run, "
+        f"{args.jobs} run(s) side by side. Final returns: {args.episodes} episodes from eval seed "
+        f"{EVALUATION_SEED}, greedy and sampled. Values are means ± "
+        "standard deviation over seeds; steps and seconds are medians. Records: `docs/popgym.json`.",
+        "",
+        *comparison_table(records, env_ids, args.seeds),
+        "",
+        "MMER lies in [-1, 1], so the two libraries' MMERs are compared by their difference (ours minus "
+        "sb3-contrib's, means over seeds), not a ratio; the time ratio is the median over seeds of our time to first "
+        "reach sb3-contrib's MMER over sb3-contrib's own time to reach it.",
+        "",
+        *runs_table(records, env_ids, args.seeds),
+        "",
+        *figures,
+    ]
+    return "\n".join(body)
+
+
+def parse_timesteps(entries: list[str], agents: list[str]) -> dict[str, int]:
+    """``--timesteps`` as {agent: env steps}: one number for every trainer, or AGENT=N entries over the defaults."""
+    budgets = {"ppo": 1_000_000, "reinforce": 1_000_000, "evolino": 5_000_000}
+    for entry in entries:
+        agent, _, steps = entry.rpartition("=")
+        if not steps.isdigit() or (agent and agent not in budgets):
+            raise SystemExit(f"--timesteps {entry!r} is not N or AGENT=N with AGENT one of {', '.join(budgets)}")
+        for name in ([agent] if agent else agents):
+            budgets[name] = int(steps)
+    return budgets
+
+
+def add_parsers(subparsers: Any) -> None:
+    """The ``popgym`` benchmark's command line."""
+    parser = subparsers.add_parser("popgym", help="POPGym's envs, ours beside sb3-contrib's RecurrentPPO")
+    parser.add_argument("--envs", nargs="+", default=None,
+                        help="POPGym env names, e.g. RepeatPreviousEasy (default: every env of --difficulty)")
+    parser.add_argument("--difficulty", choices=("Easy", "Medium", "Hard"), default="Easy")
+    parser.add_argument("--agents", nargs="+", choices=("ppo", "reinforce", "evolino"), default=["ppo"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[100, 101, 102])
+    parser.add_argument("--timesteps", nargs="+", default=[],
+                        help="env steps per run: N, or AGENT=N (default ppo=1000000 reinforce=1000000 "
+                             "evolino=5000000)")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="--set for every rl-lstm train")
+    parser.add_argument("--no-sb3", dest="sb3", action="store_false", help="our trainers only")
+    parser.add_argument("--sb3-max-seconds", type=float, default=1200.0)
+    parser.add_argument("--sb3-min-seconds", type=float, default=0.0)
+    parser.add_argument("--sb3-max-steps", type=int, default=5_000_000)
+    parser.add_argument("--episodes", type=int, default=100, help="final evaluation episodes, greedy and sampled")
+    parser.add_argument("--jobs", type=int, default=1, help="(env, seed) pairs run side by side, one core each")
+    parser.add_argument("--runs-dir", default=None, help="where our run folders go (default runs/benchmark-popgym/)")
+    parser.add_argument("--records", default=str(RECORDS_FILE), help="the JSON of records to write")
+    parser.add_argument("--figures", default=str(FIGURES_DIR), help="folder for the curves' PNGs")
+    parser.add_argument("--tiny", action="store_true", help="two envs, a few thousand steps: the tests' run")
+    parser.add_argument("--label", default=None, help="a suffix for the docs section, e.g. prev-action")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    parser.set_defaults(run=benchmark_popgym)
+
+
+if __name__ == "__main__":
+    sb3_worker()
