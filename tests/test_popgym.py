@@ -62,8 +62,7 @@ def test_every_popgym_env_trains_and_evaluates_through_the_cli(agent, difficulty
         assert (run_dir / "checkpoints" / "latest.pt").is_file()
         report = json.loads((run_dir / "eval.json").read_text())
         assert report["env_id"] == f"popgym:{env_id}" and report["num_episodes"] == 2
-        # POPGym scales every episode's return into [-1, 1].
-        assert all(-1.0 - 1e-6 <= value <= 1.0 + 1e-6 for value in report["returns"])
+        assert len(report["returns"]) == 2 and all(length > 0 for length in report["lengths"])
 
 
 def test_mmer_is_the_curves_maximum_within_a_budget_of_steps_or_seconds():
