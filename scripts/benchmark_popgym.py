@@ -48,8 +48,9 @@ from rl_lstm.evaluation import MissingDependencyError
 from rl_lstm.results import read_scalar_events
 from rl_lstm.solving import EVALUATION_SEED
 
-RECORDS_FILE = ROOT / "docs" / "popgym.json"
-FIGURES_DIR = ROOT / "docs" / "img" / "popgym"
+DOCS = ROOT / "docs"
+# An improvement of the curve smaller than this (a twentieth of POPGym's range) is not counted as learning.
+LEARNED = 0.1
 CURVE_TAG = "rollout/ep_rew_mean"  # the last 100 training episodes' mean return, after every rollout
 SB3 = "sb3-contrib"
 OURS = "rl_lstm"
@@ -272,6 +273,7 @@ class PairFigures:
     sb3_at_seconds: float | None
     ours_seconds_to_sb3: float | None  # seconds our curve took to first reach sb3-contrib's MMER; None if never
     sb3_seconds_to_sb3: float  # seconds sb3-contrib's curve took to first reach its own MMER
+    sb3_learned: bool  # sb3-contrib's MMER lies at least LEARNED above its curve's first point
 
 
 def pair_figures(ours: dict[str, Any], sb3: dict[str, Any]) -> PairFigures:
@@ -287,6 +289,7 @@ def pair_figures(ours: dict[str, Any], sb3: dict[str, Any]) -> PairFigures:
         ours_curve.mmer(max_seconds=seconds), sb3_curve.mmer(max_seconds=seconds),
         None if reached_by_ours is None else reached_by_ours[1],
         float("nan") if reached_by_sb3 is None else reached_by_sb3[1],
+        bool(sb3_curve.returns) and target - sb3_curve.returns[0] >= LEARNED,
     )
 
 
@@ -315,10 +318,17 @@ def comparison_table(records: list[dict[str, Any]], env_ids: list[str], seeds: l
                 pairs.append(pair_figures(ours, sb3))
         if not pairs:
             continue
-        ours_times = [pair.ours_seconds_to_sb3 for pair in pairs]
-        sb3_times = [pair.sb3_seconds_to_sb3 for pair in pairs]
-        time_ratio = ("never reached" if any(t is None for t in ours_times)
-                      else f"{statistics.median(o / s for o, s in zip(ours_times, sb3_times)):.2f}x")
+        learned = [pair for pair in pairs if pair.sb3_learned]
+        ours_times = [pair.ours_seconds_to_sb3 for pair in learned]
+        sb3_times = [pair.sb3_seconds_to_sb3 for pair in learned]
+        if not learned:
+            time_ratio = "sb3-contrib did not learn"
+        elif any(t is None for t in ours_times):
+            time_ratio = "ours never reached it"
+        else:
+            time_ratio = f"{statistics.median(o / s for o, s in zip(ours_times, sb3_times)):.2f}x"
+            if len(learned) < len(pairs):
+                time_ratio += f" ({len(learned)} of {len(pairs)} seeds)"
         at_seconds = [(pair.ours_at_seconds, pair.sb3_at_seconds) for pair in pairs]
         seconds_difference = "—" if any(o is None or s is None for o, s in at_seconds) else (
             f"{statistics.mean(o - s for o, s in at_seconds):+.2f}")
@@ -398,6 +408,12 @@ def draw_figures(records: list[dict[str, Any]], env_ids: list[str], figures_dir:
     return lines
 
 
+def shown(path: Path) -> str:
+    """``path`` relative to the checkout where it lies in it."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def benchmark_popgym(args: argparse.Namespace) -> str:
     """POPGym's envs through rl-lstm train and evaluate, beside sb3-contrib's RecurrentPPO; records and tables."""
     if args.tiny:
@@ -424,8 +440,12 @@ def benchmark_popgym(args: argparse.Namespace) -> str:
     shared["machine"]["runs_side_by_side"] = args.jobs
     for record in records:
         record.update(shared)
-    write_records(Path(args.records), records, args.command)
-    figures = draw_figures(records, env_ids, Path(args.figures), runs_dir / "compare")
+    # A labelled run (another key, other seeds) keeps its records and curves beside the unlabelled run's.
+    name = "popgym" + (f"-{args.label}" if args.label else "")
+    records_file = Path(args.records) if args.records else DOCS / f"{name}.json"
+    write_records(records_file, records, args.command)
+    figures = draw_figures(records, env_ids, Path(args.figures) if args.figures else DOCS / "img" / name,
+                           runs_dir / "compare")
     assigned = f" with `--set {shlex.join(args.set)}`" if args.set else ""
     budgets = ", ".join(f"{agent} {args.timesteps[agent]:,} env steps" for agent in args.agents)
     body = [
@@ -434,17 +454,17 @@ def benchmark_popgym(args: argparse.Namespace) -> str:
         f"Seeds {', '.join(map(str, args.seeds))}; ours: `rl-lstm train --agent A --env popgym:<id> --seed S` "
         f"({budgets}), defaults and any shipped preset{assigned}; sb3-contrib: "
         f"`RecurrentPPO('MlpLstmPolicy')` with its defaults, {SB3_NUM_ENVS} envs, for our PPO run's wall-clock "
-        f"(at "
-        f"most {args.sb3_max_seconds:.0f} s and {args.sb3_max_steps:,} env steps). One thread per run, "
+        f"(at most {args.sb3_max_seconds:.0f} s and {args.sb3_max_steps:,} env steps). One thread per run, "
         f"{args.jobs} run(s) side by side. Final returns: {args.episodes} episodes from eval seed "
         f"{EVALUATION_SEED}, greedy and sampled. Values are means ± "
-        "standard deviation over seeds; steps and seconds are medians. Records: `docs/popgym.json`.",
+        f"standard deviation over seeds; steps and seconds are medians. Records: `{shown(records_file)}`.",
         "",
         *comparison_table(records, env_ids, args.seeds),
         "",
         "MMER lies in [-1, 1], so the two libraries' MMERs are compared by their difference (ours minus "
         "sb3-contrib's, means over seeds), not a ratio; the time ratio is the median over seeds of our time to first "
-        "reach sb3-contrib's MMER over sb3-contrib's own time to reach it.",
+        f"reach sb3-contrib's MMER over sb3-contrib's own time to reach it, over the seeds where sb3-contrib "
+        f"learned (its MMER at least {LEARNED} above its first point).",
         "",
         *runs_table(records, env_ids, args.seeds),
         "",
@@ -484,8 +504,10 @@ def add_parsers(subparsers: Any) -> None:
     parser.add_argument("--episodes", type=int, default=100, help="final evaluation episodes, greedy and sampled")
     parser.add_argument("--jobs", type=int, default=1, help="(env, seed) pairs run side by side, one core each")
     parser.add_argument("--runs-dir", default=None, help="where our run folders go (default runs/benchmark-popgym/)")
-    parser.add_argument("--records", default=str(RECORDS_FILE), help="the JSON of records to write")
-    parser.add_argument("--figures", default=str(FIGURES_DIR), help="folder for the curves' PNGs")
+    parser.add_argument("--records", default=None, help="the JSON of records to write (default docs/popgym.json, "
+                        "docs/popgym-LABEL.json with --label)")
+    parser.add_argument("--figures", default=None, help="folder for the curves' PNGs (default docs/img/popgym, "
+                        "docs/img/popgym-LABEL with --label)")
     parser.add_argument("--tiny", action="store_true", help="two envs, a few thousand steps: the tests' run")
     parser.add_argument("--label", default=None, help="a suffix for the docs section, e.g. prev-action")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")

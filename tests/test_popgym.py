@@ -87,6 +87,8 @@ def test_pair_figures_compare_over_the_range_both_runs_reached():
     assert (figures.ours_at_steps, figures.sb3_at_steps) == (0.0, 0.1)
     assert (figures.ours_at_seconds, figures.sb3_at_seconds) == (0.9, None)  # sb3-contrib had no point by 4 s
     assert (figures.ours_seconds_to_sb3, figures.sb3_seconds_to_sb3) == (3.0, 20.0)
+    assert figures.sb3_learned  # from -0.4 to 0.1
+    assert not pair_figures(ours, record([1000, 2000], [10.0, 20.0], [-0.4, -0.35])).sb3_learned
 
 
 def test_the_popgym_benchmark_runs_both_libraries_and_writes_records_that_say_how_to_rerun_them(tmp_path):
