@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -106,9 +107,11 @@ class LearningCurve:
         return {"steps": self.steps, "seconds": self.seconds, "returns": self.returns}
 
 
-def single_threaded() -> dict[str, str]:
-    """This process's environment with one OpenMP/MKL thread: a run takes one core."""
-    return {**os.environ, **SINGLE_THREAD}
+def run_command(command: list[str]) -> None:
+    """Run ``command`` with one OpenMP/MKL thread (a run takes one core); a failure says which command and why."""
+    completed = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **SINGLE_THREAD})
+    if completed.returncode != 0:
+        raise RuntimeError(f"{shlex.join(command)} exited with {completed.returncode}:\n{completed.stderr[-3000:]}")
 
 
 def run_ours(agent: str, env_id: str, seed: int, timesteps: int, assignments: list[str], runs_dir: Path,
@@ -120,7 +123,7 @@ def run_ours(agent: str, env_id: str, seed: int, timesteps: int, assignments: li
     train = [*cli, "train", "--agent", agent, "--env", f"popgym:{env_id}", "--seed", str(seed), "--timesteps",
              str(timesteps), "--no-progress", "--set", f"runs_dir={runs_dir}", "torch_threads=1", *assignments]
     start = time.time()
-    subprocess.run(train, check=True, capture_output=True, text=True, env=single_threaded())
+    run_command(train)
     seconds = time.time() - start
     (run_dir,) = runs_dir.glob("*/*")
     steps, wall_times, returns = read_scalar_events(run_dir, CURVE_TAG)
@@ -129,12 +132,11 @@ def run_ours(agent: str, env_id: str, seed: int, timesteps: int, assignments: li
     final = {}
     # The greedy report is the run folder's eval.json, which rl-lstm compare scores.
     for policy, output, flags in (("greedy", run_dir, []), ("sampled", run_dir / "eval_sampled", ["--stochastic"])):
-        subprocess.run([*cli, "evaluate", str(run_dir), "--episodes", str(episodes), "--seed", str(EVALUATION_SEED),
-                        "--output", str(output), *flags], check=True, capture_output=True, text=True,
-                       env=single_threaded())
+        run_command([*cli, "evaluate", str(run_dir), "--episodes", str(episodes), "--seed", str(EVALUATION_SEED),
+                     "--output", str(output), *flags])
         final[policy] = json.loads((output / "eval.json").read_text())["mean_return"]
     config = read_yaml(run_dir / "config.yaml")
-    return {"library": OURS, "agent": agent, "env": env_id, "seed": seed, "command": shlex.join(train[1:]),
+    return {"library": OURS, "agent": agent, "env": env_id, "seed": seed, "command": shlex.join(["python", *train[1:]]),
             "config": config, "run_dir": str(run_dir), "env_steps": curve.steps[-1] if curve.steps else 0,
             "seconds": seconds, "curve": curve.to_dict(), "mmer": curve.mmer(), "final": final,
             "prev_action": bool(config["hyperparams"].get("prev_action_reward")),
@@ -157,7 +159,7 @@ def run_sb3(env_id: str, seed: int, seconds: float, max_steps: int, prev_action:
     worker = [sys.executable, str(Path(__file__).resolve()), "--env", env_id, "--seed", str(seed), "--deadline",
               str(start + seconds), "--max-steps", str(max_steps), "--episodes", str(episodes), "--output",
               str(output), *(["--prev-action"] if prev_action else [])]
-    subprocess.run(worker, check=True, capture_output=True, text=True, env=single_threaded())
+    run_command(worker)
     result = json.loads(output.read_text())
     curve = LearningCurve(result["steps"], [t - start for t in result["wall_times"]], result["returns"])
     return {"library": SB3, "agent": "ppo", "env": env_id, "seed": seed,
@@ -214,6 +216,8 @@ def sb3_worker(argv: list[str] | None = None) -> None:
                 curve["returns"].append(float(np.mean([info["r"] for info in self.model.ep_info_buffer])))
 
         def _on_step(self) -> bool:
+            # Checked at each env step of a rollout: the update that follows the last rollout still runs, so a run
+            # ends past the deadline by up to one update (10 epochs), and its record says how long it took.
             return time.time() < args.deadline
 
     def make(seed: int) -> Any:
@@ -344,6 +348,20 @@ def comparison_table(records: list[dict[str, Any]], env_ids: list[str], seeds: l
     return lines
 
 
+def comparison_lines(records: list[dict[str, Any]], env_ids: list[str], seeds: list[int]) -> list[str]:
+    """:func:`comparison_table` with the text that says how to read it."""
+    return [
+        *comparison_table(records, env_ids, seeds),
+        "",
+        "MMER lies in [-1, 1], so the two libraries' MMERs are compared by their difference (ours minus "
+        "sb3-contrib's, means over seeds), not a ratio; the time ratio is the median over seeds of our time to first "
+        f"reach sb3-contrib's MMER over sb3-contrib's own time to reach it, over the seeds where sb3-contrib "
+        f"learned (its MMER at least {LEARNED} above its first point). sb3-contrib stops at its first env step "
+        "past the time budget, so the update after its last rollout runs past it: its seconds are what it took.",
+        "",
+    ]
+
+
 def find_record(records: list[dict[str, Any]], library: str, agent: str, env_id: str,
                 seed: int) -> dict[str, Any] | None:
     """The record of one library's trainer on one env and seed."""
@@ -391,12 +409,10 @@ def draw_figures(records: list[dict[str, Any]], env_ids: list[str], figures_dir:
         run_dirs = [record["run_dir"] for record in ours if record["env"] == env_id]
         if run_dirs:
             image = figures_dir / f"{short_name(env_id)}.png"
-            subprocess.run([*cli, "plot", *run_dirs, "--tag", CURVE_TAG, "--output", str(image)], check=True,
-                           capture_output=True, text=True)
+            run_command([*cli, "plot", *run_dirs, "--tag", CURVE_TAG, "--output", str(image)])
             lines.append(f"![{short_name(env_id)}]({image.relative_to(figures_dir.parent.parent)})")
     ranges = [argument for env_id in env_ids for argument in ("--score-range", f"popgym:{env_id}=-1:1")]
-    subprocess.run([*cli, "compare", *(record["run_dir"] for record in ours), *ranges, "--output",
-                              str(scores_dir)], check=True, capture_output=True, text=True)
+    run_command([*cli, "compare", *(record["run_dir"] for record in ours), *ranges, "--output", str(scores_dir)])
     aggregates = json.loads((scores_dir / "compare.json").read_text())["aggregates"]
     lines.append("")
     lines.append("| trainer | IQM of normalized final greedy return over envs and seeds [95% CI] |")
@@ -431,41 +447,43 @@ def benchmark_popgym(args: argparse.Namespace) -> str:
                          f"{', '.join(map(short_name, popgym_env_ids('Easy')))} (and their Medium and Hard)")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     runs_dir = Path(args.runs_dir or ROOT / "runs" / "benchmark-popgym" / stamp).resolve()
-    with tempfile.TemporaryDirectory() as scratch, ThreadPoolExecutor(args.jobs) as pool:
-        pairs = [(env_id, seed) for env_id in env_ids for seed in args.seeds]
-        results = pool.map(lambda pair: run_pair(*pair, args, runs_dir, Path(scratch)), pairs)
-        records = [record for pair_records in results for record in pair_records]
-    shared = provenance()
-    shared["machine"]["torch_threads"] = 1  # each run's, not this orchestrating process's
-    shared["machine"]["runs_side_by_side"] = args.jobs
-    for record in records:
-        record.update(shared)
     # A labelled run (another key, other seeds) keeps its records and curves beside the unlabelled run's.
     name = "popgym" + (f"-{args.label}" if args.label else "")
     records_file = Path(args.records) if args.records else DOCS / f"{name}.json"
-    write_records(records_file, records, args.command)
+    shared = provenance()
+    shared["machine"]["torch_threads"] = 1  # each run's, not this orchestrating process's
+    shared["machine"]["runs_side_by_side"] = args.jobs
+    records: list[dict[str, Any]] = []
+    written = threading.Lock()
+
+    def run_and_record(env_id: str, seed: int, scratch: Path) -> None:
+        # Every finished pair is written at once: a run that fails later loses none of the earlier ones.
+        pair_records = [{**record, **shared} for record in run_pair(env_id, seed, args, runs_dir, scratch)]
+        with written:
+            records.extend(pair_records)
+            write_records(records_file, records, args.command)
+
+    with tempfile.TemporaryDirectory() as scratch, ThreadPoolExecutor(args.jobs) as pool:
+        pairs = [(env_id, seed) for env_id in env_ids for seed in args.seeds]
+        list(pool.map(lambda pair: run_and_record(*pair, Path(scratch)), pairs))
     figures = draw_figures(records, env_ids, Path(args.figures) if args.figures else DOCS / "img" / name,
                            runs_dir / "compare")
     assigned = f" with `--set {shlex.join(args.set)}`" if args.set else ""
     budgets = ", ".join(f"{agent} {args.timesteps[agent]:,} env steps" for agent in args.agents)
+    sb3 = (f"; sb3-contrib: `RecurrentPPO('MlpLstmPolicy')` with its defaults, {SB3_NUM_ENVS} envs, for our PPO "
+           f"run's wall-clock (at least {args.sb3_min_seconds:.0f} s, at most {args.sb3_max_seconds:.0f} s and "
+           f"{args.sb3_max_steps:,} env steps)") if args.sb3 else ""
     body = [
-        f"## POPGym{assigned}: rl_lstm beside sb3-contrib's RecurrentPPO",
+        f"## POPGym{assigned}: " + ("rl_lstm beside sb3-contrib's RecurrentPPO" if args.sb3 else
+                                   f"rl_lstm's {', '.join(args.agents)}"),
         "",
         f"Seeds {', '.join(map(str, args.seeds))}; ours: `rl-lstm train --agent A --env popgym:<id> --seed S` "
-        f"({budgets}), defaults and any shipped preset{assigned}; sb3-contrib: "
-        f"`RecurrentPPO('MlpLstmPolicy')` with its defaults, {SB3_NUM_ENVS} envs, for our PPO run's wall-clock "
-        f"(at most {args.sb3_max_seconds:.0f} s and {args.sb3_max_steps:,} env steps). One thread per run, "
+        f"({budgets}), defaults and any shipped preset{assigned}{sb3}. One thread per run, "
         f"{args.jobs} run(s) side by side. Final returns: {args.episodes} episodes from eval seed "
         f"{EVALUATION_SEED}, greedy and sampled. Values are means ± "
         f"standard deviation over seeds; steps and seconds are medians. Records: `{shown(records_file)}`.",
         "",
-        *comparison_table(records, env_ids, args.seeds),
-        "",
-        "MMER lies in [-1, 1], so the two libraries' MMERs are compared by their difference (ours minus "
-        "sb3-contrib's, means over seeds), not a ratio; the time ratio is the median over seeds of our time to first "
-        f"reach sb3-contrib's MMER over sb3-contrib's own time to reach it, over the seeds where sb3-contrib "
-        f"learned (its MMER at least {LEARNED} above its first point).",
-        "",
+        *(comparison_lines(records, env_ids, args.seeds) if args.sb3 else []),
         *runs_table(records, env_ids, args.seeds),
         "",
         *figures,

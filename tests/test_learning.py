@@ -76,11 +76,12 @@ def test_feed_forward_ppo_cannot_solve_repeat_previous_easy(learning_seed: int) 
 
 
 def test_ppo_solves_popgyms_own_repeat_previous_easy(learning_seed: int) -> None:
-    """Budget 150k env steps; seeds 0-4 solved at 30,720, 30,720, 35,840, 35,840 and 35,840: 4.19x the slowest.
+    """Budget 150k env steps; seeds 0-4 solved at 30,720, 30,720, 35,840, 30,720 and 40,960: 3.66x the slowest.
 
-    POPGym's env (the suites extra), by its id, with the preset it shares with our copy. Measured with ``python
-    scripts/benchmark.py ppo --seeds 5 --tasks "popgym:popgym-RepeatPreviousEasy-v0@return>=0.9" --max-timesteps
-    150000 --eval-every 5000 --max-seconds 100000 --no-write --stop-at-first-solve`` at commit f53aa76.
+    POPGym's env (the suites extra), by its id, with its preset (our copy's entry and the previous action and
+    reward). Measured with ``python scripts/benchmark.py ppo --seeds 5 --tasks
+    "popgym:popgym-RepeatPreviousEasy-v0@return>=0.9" --max-timesteps 150000 --eval-every 5000 --max-seconds 100000
+    --no-write --stop-at-first-solve`` at commit 046004a.
     """
     pytest.importorskip("popgym", reason="the POPGym suite is the suites extra: pip install -e '.[suites]'")
     _solve("ppo", POPGYM_REPEAT_PREVIOUS_EASY, learning_seed, budget=150_000, eval_every=5_000)
