@@ -136,11 +136,20 @@ def run_ours(agent: str, env_id: str, seed: int, timesteps: int, assignments: li
                      "--output", str(output), *flags])
         final[policy] = json.loads((output / "eval.json").read_text())["mean_return"]
     config = read_yaml(run_dir / "config.yaml")
-    return {"library": OURS, "agent": agent, "env": env_id, "seed": seed, "command": shlex.join(["python", *train[1:]]),
+    return {"network_evaluations": network_evaluations(run_dir, config) if agent == "evolino" else None,
+            "library": OURS, "agent": agent, "env": env_id, "seed": seed, "command": shlex.join(["python", *train[1:]]),
             "config": config, "run_dir": str(run_dir), "env_steps": curve.steps[-1] if curve.steps else 0,
             "seconds": seconds, "curve": curve.to_dict(), "mmer": curve.mmer(), "final": final,
             "prev_action": bool(config["hyperparams"].get("prev_action_reward")),
             "protocol": evaluation_protocol(episodes)}
+
+
+def network_evaluations(run_dir: Path, config: dict[str, Any]) -> int:
+    """The networks an Evolino run evaluated: its generations (the last ``evolution/generation``) times the networks
+    each generation assembles (subpopulation size x trials per chromosome)."""
+    _, _, generations = read_scalar_events(run_dir, "evolution/generation")
+    hyperparams = config["hyperparams"]
+    return int(generations[-1]) * hyperparams["subpopulation_size"] * hyperparams["trials_per_chromosome"]
 
 
 def evaluation_protocol(episodes: int) -> dict[str, Any]:
@@ -370,11 +379,12 @@ def find_record(records: list[dict[str, Any]], library: str, agent: str, env_id:
 
 
 def runs_table(records: list[dict[str, Any]], env_ids: list[str], seeds: list[int]) -> list[str]:
-    """Every trainer's MMER, final greedy and sampled returns, env steps and seconds per env, over seeds."""
+    """Every trainer's MMER, final greedy and sampled returns, env steps, seconds (and Evolino's network
+    evaluations) per env, over seeds."""
     lines = [
         "| env | library | trainer | previous action | MMER | final greedy | final sampled | env steps | seconds "
-        "| POPGym paper (LSTM / GRU) |",
-        "|---|---|---|---|---|---|---|---:|---:|---|",
+        "| network evaluations | POPGym paper (LSTM / GRU) |",
+        "|---|---|---|---|---|---|---|---:|---:|---:|---|",
     ]
     trainers = list(dict.fromkeys((record["library"], record["agent"]) for record in records))
     for env_id in env_ids:
@@ -383,12 +393,14 @@ def runs_table(records: list[dict[str, Any]], env_ids: list[str], seeds: list[in
             group = [record for record in group if record is not None]
             if not group:
                 continue
+            networks = [r.get("network_evaluations") for r in group]
+            networks_text = "—" if None in networks else f"{statistics.median(networks):,.0f}"
             lines.append(
                 f"| {short_name(env_id)} | {library} | {agent} | {'yes' if group[0]['prev_action'] else 'no'} "
                 f"| {mean_text([r['mmer'] for r in group])} | {mean_text([r['final']['greedy'] for r in group])} "
                 f"| {mean_text([r['final']['sampled'] for r in group])} "
                 f"| {statistics.median(r['env_steps'] for r in group):,.0f} "
-                f"| {statistics.median(r['seconds'] for r in group):.0f} | {PAPER_FIGURES} |"
+                f"| {statistics.median(r['seconds'] for r in group):.0f} | {networks_text} | {PAPER_FIGURES} |"
             )
     return lines
 

@@ -95,6 +95,7 @@ def test_the_popgym_benchmark_runs_both_libraries_and_writes_records_that_say_ho
     records_file, figures = tmp_path / "popgym.json", tmp_path / "img"
     completed = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "popgym", "--tiny", "--no-write", "--seeds", "0",
+         "--agents", "ppo", "evolino",
          "--records", str(records_file), "--figures", str(figures), "--runs-dir", str(tmp_path / "runs")],
         capture_output=True, text=True, cwd=tmp_path,
     )
@@ -103,8 +104,9 @@ def test_the_popgym_benchmark_runs_both_libraries_and_writes_records_that_say_ho
     content = json.loads(records_file.read_text())
     assert content["command"].startswith("python scripts/benchmark.py popgym --tiny")
     records = content["records"]
-    assert sorted((record["library"], record["env"]) for record in records) == sorted(
-        (library, f"popgym-{env}-v0") for library in ("rl_lstm", "sb3-contrib")
+    assert sorted((record["library"], record["agent"], record["env"]) for record in records) == sorted(
+        (library, agent, f"popgym-{env}-v0") for library, agent in (("rl_lstm", "ppo"), ("rl_lstm", "evolino"),
+                                                                    ("sb3-contrib", "ppo"))
         for env in ("RepeatPreviousEasy", "CountRecallEasy"))
     for record in records:
         assert len(record["commit"]) == 40 and isinstance(record["dirty"], bool)
@@ -116,6 +118,8 @@ def test_the_popgym_benchmark_runs_both_libraries_and_writes_records_that_say_ho
         assert set(record["final"]) == {"greedy", "sampled"}
     ours = [record for record in records if record["library"] == "rl_lstm"]
     assert all(record["config"]["env"].startswith("popgym:popgym-") for record in ours)
+    # Evolino's tiny run is one default generation: 20 networks x 5 trials.
+    assert {record["network_evaluations"] for record in ours if record["agent"] == "evolino"} == {100}
     sb3 = [record for record in records if record["library"] == "sb3-contrib"]
     assert all(record["config"]["policy"] == "MlpLstmPolicy" for record in sb3)
     assert sorted(path.name for path in figures.iterdir()) == ["CountRecallEasy.png", "RepeatPreviousEasy.png"]
