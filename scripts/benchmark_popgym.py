@@ -136,12 +136,26 @@ def run_ours(agent: str, env_id: str, seed: int, timesteps: int, assignments: li
                      "--output", str(output), *flags])
         final[policy] = json.loads((output / "eval.json").read_text())["mean_return"]
     config = read_yaml(run_dir / "config.yaml")
-    return {"network_evaluations": network_evaluations(run_dir, config) if agent == "evolino" else None,
-            "library": OURS, "agent": agent, "env": env_id, "seed": seed, "command": shlex.join(["python", *train[1:]]),
-            "config": config, "run_dir": str(run_dir), "env_steps": curve.steps[-1] if curve.steps else 0,
-            "seconds": seconds, "curve": curve.to_dict(), "mmer": curve.mmer(), "final": final,
-            "prev_action": bool(config["hyperparams"].get("prev_action_reward")),
-            "protocol": evaluation_protocol(episodes)}
+    return run_record(OURS, agent, env_id, seed, shlex.join(["python", *train[1:]]), config,
+                      curve.steps[-1] if curve.steps else 0, seconds, curve, final,
+                      bool(config["hyperparams"].get("prev_action_reward")), episodes, run_dir=str(run_dir),
+                      network_evaluations=network_evaluations(run_dir, config) if agent == "evolino" else None)
+
+
+def run_record(library: str, agent: str, env_id: str, seed: int, command: str, config: dict[str, Any],
+               env_steps: int, seconds: float, curve: LearningCurve, final: dict[str, float], prev_action: bool,
+               episodes: int, **extra: Any) -> dict[str, Any]:
+    """The record of one run of either library, its MMER read from its curve; ``extra`` holds a library's own keys."""
+    return {"library": library, "agent": agent, "env": env_id, "seed": seed, "command": command, "config": config,
+            "env_steps": env_steps, "seconds": seconds, "curve": curve.to_dict(), "mmer": curve.mmer(),
+            "final": final, "prev_action": prev_action, "protocol": evaluation_protocol(episodes), **extra}
+
+
+def print_run(record: dict[str, Any]) -> None:
+    """One line on a finished run: its MMER, final returns, env steps and seconds."""
+    print(f"{short_name(record['env'])} seed {record['seed']} {record['library']} {record['agent']}: MMER "
+          f"{mean_text([record['mmer']])}, final greedy {record['final']['greedy']:.3f} sampled "
+          f"{record['final']['sampled']:.3f}, {record['env_steps']:,} env steps, {record['seconds']:.0f} s", flush=True)
 
 
 def network_evaluations(run_dir: Path, config: dict[str, Any]) -> int:
@@ -171,11 +185,9 @@ def run_sb3(env_id: str, seed: int, seconds: float, max_steps: int, prev_action:
     run_command(worker)
     result = json.loads(output.read_text())
     curve = LearningCurve(result["steps"], [t - start for t in result["wall_times"]], result["returns"])
-    return {"library": SB3, "agent": "ppo", "env": env_id, "seed": seed,
-            "command": shlex.join(["python", "scripts/benchmark_popgym.py", *worker[2:]]),
-            "config": result["config"], "env_steps": result["num_timesteps"], "seconds": result["train_seconds"],
-            "time_budget": seconds, "curve": curve.to_dict(), "mmer": curve.mmer(), "final": result["final"],
-            "prev_action": prev_action, "protocol": evaluation_protocol(episodes)}
+    return run_record(SB3, "ppo", env_id, seed, shlex.join(["python", "scripts/benchmark_popgym.py", *worker[2:]]),
+                      result["config"], result["num_timesteps"], result["train_seconds"], curve, result["final"],
+                      prev_action, episodes, time_budget=seconds)
 
 
 def sb3_env(env_id: str, prev_action: bool) -> Any:
@@ -255,16 +267,12 @@ def run_pair(env_id: str, seed: int, args: argparse.Namespace, runs_dir: Path, s
     for agent in args.agents:
         record = run_ours(agent, env_id, seed, args.timesteps[agent], args.set, runs_dir, args.episodes)
         records.append(record)
-        print(f"{short_name(env_id)} seed {seed} {OURS} {agent}: MMER {mean_text([record['mmer']])}, final greedy "
-              f"{record['final']['greedy']:.3f} sampled {record['final']['sampled']:.3f}, "
-              f"{record['env_steps']:,} env steps, {record['seconds']:.0f} s", flush=True)
+        print_run(record)
         if agent == "ppo" and args.sb3:
             budget = min(max(record["seconds"], args.sb3_min_seconds), args.sb3_max_seconds)
             sb3 = run_sb3(env_id, seed, budget, args.sb3_max_steps, record["prev_action"], args.episodes, scratch)
             records.append(sb3)
-            print(f"{short_name(env_id)} seed {seed} {SB3}: MMER {mean_text([sb3['mmer']])}, final greedy "
-                  f"{sb3['final']['greedy']:.3f} sampled {sb3['final']['sampled']:.3f}, {sb3['env_steps']:,} "
-                  f"env steps, {sb3['seconds']:.0f} s", flush=True)
+            print_run(sb3)
     return records
 
 
@@ -345,7 +353,8 @@ def comparison_table(records: list[dict[str, Any]], env_ids: list[str], seeds: l
         at_seconds = [(pair.ours_at_seconds, pair.sb3_at_seconds) for pair in pairs]
         seconds_difference = "—" if any(o is None or s is None for o, s in at_seconds) else (
             f"{statistics.mean(o - s for o, s in at_seconds):+.2f}")
-        previous_action = find_record(records, OURS, "ppo", env_id, seeds[0])["prev_action"]
+        previous_action = next(record["prev_action"] for record in records
+                               if (record["library"], record["agent"], record["env"]) == (OURS, "ppo", env_id))
         lines.append(
             f"| {short_name(env_id)} | {'yes' if previous_action else 'no'} "
             f"| {mean_text([p.ours_at_steps for p in pairs])} / {mean_text([p.sb3_at_steps for p in pairs])} "

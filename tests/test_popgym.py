@@ -29,13 +29,14 @@ TRAIN_SETTINGS = {
 # Run in a fresh interpreter, as a user's rl-lstm command is: nothing has imported popgym before the popgym: id does.
 DRIVER = """
 import sys
+from pathlib import Path
 from rl_lstm import cli
 agent, runs_dir, env_ids, settings = sys.argv[1], sys.argv[2], sys.argv[3].split(","), sys.argv[4:]
 for env_id in env_ids:
     folder = f"{runs_dir}/{env_id}"
     assert cli.main(["train", "--agent", agent, "--env", f"popgym:{env_id}", "--timesteps", "300", "--no-progress",
                      "--set", f"runs_dir={folder}", "eval_episodes=2", *settings]) == 0, env_id
-    (run_dir,) = __import__("pathlib").Path(folder).glob("*/*")
+    (run_dir,) = Path(folder).glob("*/*")
     assert cli.main(["evaluate", str(run_dir), "--episodes", "2"]) == 0, env_id
 """
 
